@@ -1,0 +1,40 @@
+# koordinator — build, test, lint. Everything a target needs is installed under .cache/.
+SHELL := /bin/bash
+GO ?= go
+CACHE := $(CURDIR)/.cache
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
+
+.PHONY: build build-all test unit lint fuzz bench clean
+
+build: ## the shipped binary, linux/amd64 static: bin/koordinator
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator ./cmd/koordinator
+
+build-all: ## linux/amd64 and linux/arm64
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator-linux-amd64 ./cmd/koordinator
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/koordinator-linux-arm64 ./cmd/koordinator
+
+test: ## every test, with the race detector
+	$(GO) test -race -timeout 20m ./...
+
+lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	mkdir -p $(CACHE)/tools
+	GOBIN=$(CACHE)/tools/tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(CACHE)/tools/tmp/staticcheck $@ && rmdir $(CACHE)/tools/tmp
+
+fuzz: ## a minute of fuzzing the spec parser
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/spec
+
+bench: build ## start-up figures (see docs/performance.md)
+	bash hack/bench-startup.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,499 @@
+// Package lifecycle is koordinator's one decision loop: it waits for the start dependencies,
+// starts the child, forwards signals, decides when and how to stop the child, and turns the
+// outcome into koordinator's exit code. The informer, the signal handler, the child's exit and
+// the timers only send events; this loop alone acts on them.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/internal/supervise"
+	"github.com/koordinator-dev/koordinator/internal/watch"
+)
+
+// ExitConfig is koordinator's own exit code when it cannot proceed: bad spec, unknown pod,
+// invalid dependencies, startTimeout.
+const ExitConfig = 125
+
+// drainGrace is how long leftovers of the child's process group get after SIGTERM.
+const drainGrace = 2 * time.Second
+
+// pendingEvery bounds how often the still-pending start dependencies are logged.
+const pendingEvery = 30 * time.Second
+
+// Config is everything Run needs; cmd/koordinator fills it from the process's environment.
+type Config struct {
+	Spec      spec.Spec
+	RawSpec   string   // the literal KOORDINATOR_SPEC text, to recognise our own container
+	Command   []string // the child's argv
+	SelfArgv  []string // koordinator's own argv, to recognise our own container
+	Namespace string
+	PodName   string
+	// Connect returns the list/watch of the own pod. Called only when the spec has dependencies.
+	Connect func() (cache.ListerWatcher, error)
+	// Signals delivers every signal of supervise.ForwardedSignals.
+	Signals <-chan os.Signal
+	Log     *zap.Logger
+	// Started is when the process started; startTimeout and wait times count from it.
+	Started time.Time
+}
+
+// Run coordinates the child until it has exited and returns koordinator's exit code.
+func Run(ctx context.Context, cfg Config) int {
+	sup, err := supervise.New()
+	if err != nil {
+		cfg.Log.Error("cannot supervise children", zap.Error(err))
+		return ExitConfig
+	}
+	defer sup.Close()
+
+	l := &loop{cfg: cfg, sup: sup, log: cfg.Log, readyAt: map[string]time.Duration{}}
+	if cfg.Spec.Name != "" {
+		l.self = cfg.Spec.Name
+	}
+	return l.run(ctx)
+}
+
+// stopReason says why the child is being stopped; it decides the exit code.
+type stopReason int
+
+const (
+	noStop stopReason = iota
+	stopDepsExited
+	terminationSignal
+	gracePeriodEnds
+)
+
+func (r stopReason) String() string {
+	switch r {
+	case stopDepsExited:
+		return "stop dependencies exited"
+	case terminationSignal:
+		return "termination signal"
+	case gracePeriodEnds:
+		return "grace period ends"
+	}
+	return "none"
+}
+
+type loop struct {
+	cfg  Config
+	sup  *supervise.Supervisor
+	log  *zap.Logger
+	self string
+
+	pod       *corev1.Pod
+	validated bool
+	readyAt   map[string]time.Duration
+
+	child *supervise.Child
+
+	terms      int       // termination signals received
+	termAt     time.Time // first one
+	holdTimer  *time.Timer
+	stopReason stopReason
+	stopAt     time.Time // when the stop condition first held
+	stopSent   bool
+	delayTimer *time.Timer
+
+	lastAPIWarning time.Time
+}
+
+func (l *loop) run(ctx context.Context) int {
+	l.log.Info("spec", zap.Any("spec", l.cfg.Spec))
+	if !l.cfg.Spec.HasDeps() {
+		if code, ok := l.start(); !ok {
+			return code
+		}
+		return l.supervise(ctx, nil)
+	}
+
+	lw, err := l.cfg.Connect()
+	if err != nil {
+		return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := watch.Start(ctx, lw)
+	if err != nil {
+		return l.exit(ExitConfig, "cannot watch the pod", zap.Error(err))
+	}
+	if code, ok := l.wait(ctx, w); !ok {
+		return code
+	}
+	return l.supervise(ctx, w)
+}
+
+// wait runs until the start dependencies are Ready and the child has started (ok), or
+// koordinator has to give up (the exit code).
+func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
+	deps := l.cfg.Spec.StartDeps
+	if len(deps) > 0 {
+		l.log.Info("waiting for start dependencies", zap.Strings("pending", deps))
+	}
+	var timeout <-chan time.Time
+	if d := l.cfg.Spec.StartTimeout; d > 0 {
+		t := time.NewTimer(d - time.Since(l.cfg.Started))
+		defer t.Stop()
+		timeout = t.C
+	}
+	pending := time.NewTicker(pendingEvery)
+	defer pending.Stop()
+	synced := w.Synced()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return l.exit(ExitConfig, "cancelled while waiting"), false
+		case sig := <-l.cfg.Signals:
+			s := sig.(syscall.Signal)
+			if isTermination(s) {
+				return l.exit(128+int(s), "signal before the child started", zap.String("signal", spec.SignalName(s))), false
+			}
+			l.log.Debug("signal ignored before the child started", zap.String("signal", spec.SignalName(s)))
+		case <-synced:
+			synced = nil
+			if l.pod == nil {
+				return l.exit(ExitConfig, fmt.Sprintf("pod %s/%s not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace",
+					l.cfg.Namespace, l.cfg.PodName)), false
+			}
+		case err := <-w.Errors():
+			l.apiTrouble(err)
+		case <-timeout:
+			v := watch.StartState(l.pod, deps)
+			return l.exit(ExitConfig, "startTimeout expired before the start dependencies were Ready",
+				zap.Duration("startTimeout", l.cfg.Spec.StartTimeout), zap.Strings("pending", v.Pending)), false
+		case <-pending.C:
+			if l.pod == nil {
+				l.log.Info("waiting for the pod to be seen through the API")
+				continue
+			}
+			l.log.Info("waiting for start dependencies", zap.Strings("pending", watch.StartState(l.pod, deps).Pending))
+		case pod := <-w.Pods():
+			if code, ok := l.see(pod); !ok {
+				return code, false
+			}
+			v := watch.StartState(pod, deps)
+			l.logNewlyReady(deps, v)
+			if len(v.Failed) > 0 {
+				f := v.Failed[0]
+				return l.exit(ExitConfig, fmt.Sprintf("start dependency %q exited (code %d) and will not run again, so it can never become Ready", f.Name, f.ExitCode)), false
+			}
+			if v.CanStart() {
+				return l.start()
+			}
+		}
+	}
+}
+
+// see takes a new state of the pod; the first one validates the dependencies.
+func (l *loop) see(pod *corev1.Pod) (int, bool) {
+	l.pod = pod
+	l.log.Debug("pod state", zap.String("resourceVersion", pod.ResourceVersion))
+	if l.validated {
+		return 0, true
+	}
+	l.validated = true
+	if l.self == "" {
+		if name, ok := watch.FindSelf(pod, l.cfg.SelfArgv, l.cfg.RawSpec); ok {
+			l.self = name
+			l.log = l.log.With(zap.String("container", name))
+		}
+	}
+	if err := watch.ValidateDeps(pod, l.self, l.cfg.Spec.StartDeps, l.cfg.Spec.StopDeps); err != nil {
+		return l.exit(ExitConfig, err.Error()), false
+	}
+	return 0, true
+}
+
+func (l *loop) logNewlyReady(deps []string, v watch.StartVerdict) {
+	for _, d := range deps {
+		if _, seen := l.readyAt[d]; seen || slices.Contains(v.Pending, d) || slices.ContainsFunc(v.Failed, func(f watch.DepFailure) bool { return f.Name == d }) {
+			continue
+		}
+		wait := time.Since(l.cfg.Started)
+		l.readyAt[d] = wait
+		l.log.Info("dependency ready", zap.String("dependency", d), zap.Duration("waited", wait))
+	}
+}
+
+// start starts the child; !ok means it could not be started and the int is the exit code.
+func (l *loop) start() (int, bool) {
+	child, err := l.sup.Start(l.cfg.Command)
+	if err != nil {
+		var se *supervise.StartError
+		if errors.As(err, &se) {
+			return l.exit(se.Code, "cannot start the command", zap.Error(err)), false
+		}
+		return l.exit(126, "cannot start the command", zap.Error(err)), false
+	}
+	l.child = child
+	l.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", l.cfg.Command))
+	return 0, true
+}
+
+// supervise runs while the child runs: it forwards signals, decides the stop, and returns the
+// exit code once the child has exited.
+func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
+	var pods <-chan *corev1.Pod
+	var apiErrs <-chan error
+	if w != nil {
+		pods, apiErrs = w.Pods(), w.Errors()
+	}
+	if l.pod != nil {
+		l.checkStop()
+	}
+	done := ctx.Done()
+	for {
+		select {
+		case <-l.child.Done():
+			return l.finish()
+		case <-done:
+			done = nil
+			l.terms++
+			l.triggerStop(terminationSignal, true)
+		case sig := <-l.cfg.Signals:
+			s := sig.(syscall.Signal)
+			if isTermination(s) {
+				l.onTermination(s)
+				continue
+			}
+			if err := l.child.Signal(s); err != nil {
+				l.log.Warn("cannot forward signal", zap.String("signal", spec.SignalName(s)), zap.Error(err))
+			}
+		case pod := <-pods:
+			l.see(pod)
+			l.checkStop()
+		case err := <-apiErrs:
+			l.apiTrouble(err)
+		case <-timerC(l.holdTimer):
+			l.holdTimer = nil
+			l.triggerStop(gracePeriodEnds, true)
+		case <-timerC(l.delayTimer):
+			l.delayTimer = nil
+			l.sendStop()
+		}
+	}
+}
+
+// onTermination handles SIGTERM/SIGINT to koordinator. The first one stops the child once its
+// stop dependencies have exited, but never later than the pod's grace period allows; a second
+// one cuts every wait short; after the stop signal went out they are forwarded as they are.
+func (l *loop) onTermination(s syscall.Signal) {
+	l.terms++
+	l.log.Info("termination signal received", zap.String("signal", spec.SignalName(s)), zap.Int("count", l.terms))
+	switch {
+	case l.stopSent:
+		if err := l.child.Signal(s); err != nil {
+			l.log.Warn("cannot forward signal", zap.String("signal", spec.SignalName(s)), zap.Error(err))
+		}
+	case l.terms > 1:
+		l.triggerStop(terminationSignal, true)
+	default:
+		l.termAt = time.Now()
+		if l.stopReason != noStop { // already counting down stopDelay: keep it inside the grace period
+			l.armDelay()
+			return
+		}
+		if len(l.cfg.Spec.StopDeps) == 0 {
+			l.triggerStop(terminationSignal, false)
+			return
+		}
+		if l.checkStop(); l.stopReason == noStop {
+			l.holdTimer = time.NewTimer(time.Until(l.holdDeadline()))
+			l.log.Info("holding the stop until the stop dependencies exit",
+				zap.Strings("running", l.runningStopDeps()), zap.Time("latest", l.holdDeadline()))
+		}
+	}
+}
+
+// holdDeadline is the latest moment the stop signal may go out after a termination signal: the
+// pod's grace period minus a reserve for the child's own shutdown, so the kubelet's SIGKILL does
+// not arrive first.
+func (l *loop) holdDeadline() time.Time {
+	grace := 30 * time.Second
+	if l.pod != nil {
+		switch {
+		case l.pod.DeletionGracePeriodSeconds != nil:
+			grace = time.Duration(*l.pod.DeletionGracePeriodSeconds) * time.Second
+		case l.pod.Spec.TerminationGracePeriodSeconds != nil:
+			grace = time.Duration(*l.pod.Spec.TerminationGracePeriodSeconds) * time.Second
+		}
+	}
+	return l.termAt.Add(grace - reserveFor(grace))
+}
+
+// reserveFor is the part of a grace period kept for the child to stop: 2 s, or half of a short one.
+func reserveFor(grace time.Duration) time.Duration {
+	if grace < 4*time.Second {
+		return grace / 2
+	}
+	return 2 * time.Second
+}
+
+func (l *loop) runningStopDeps() []string {
+	if l.pod == nil {
+		return l.cfg.Spec.StopDeps
+	}
+	return watch.StopState(l.pod, l.cfg.Spec.StopDeps).Running
+}
+
+// checkStop evaluates the stop condition on the latest pod state.
+func (l *loop) checkStop() {
+	if l.stopSent || len(l.cfg.Spec.StopDeps) == 0 || l.pod == nil {
+		return
+	}
+	if l.stopReason != noStop {
+		l.armDelay() // the deletion grace period may have become known, or shorter
+		return
+	}
+	v := watch.StopState(l.pod, l.cfg.Spec.StopDeps)
+	if !v.Holds() {
+		if l.holdTimer != nil {
+			l.holdTimer.Reset(time.Until(l.holdDeadline()))
+		}
+		return
+	}
+	l.log.Info("stop dependencies exited", zap.Strings("exited", v.Exited))
+	l.triggerStop(stopDepsExited, false)
+}
+
+// triggerStop starts the stop sequence: wait stopDelay (unless cut short), then the stop
+// signal, then SIGKILL after stopTimeout.
+func (l *loop) triggerStop(reason stopReason, now bool) {
+	if l.stopSent {
+		return
+	}
+	if l.holdTimer != nil {
+		l.holdTimer.Stop()
+		l.holdTimer = nil
+	}
+	if l.stopReason == noStop {
+		l.stopReason = reason
+		l.stopAt = time.Now()
+		l.log.Info("stop condition", zap.Stringer("reason", reason), zap.Duration("stopDelay", l.cfg.Spec.StopDelay))
+	}
+	if now {
+		l.sendStop()
+		return
+	}
+	l.armDelay()
+}
+
+// armDelay (re)arms the stopDelay timer: stopDelay after the stop condition, but after a
+// termination signal never past the hold deadline.
+func (l *loop) armDelay() {
+	if l.stopSent {
+		return
+	}
+	until := l.stopAt.Add(l.cfg.Spec.StopDelay)
+	if !l.termAt.IsZero() {
+		until = minTime(until, l.holdDeadline())
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		l.sendStop()
+		return
+	}
+	if l.delayTimer == nil {
+		l.delayTimer = time.NewTimer(d)
+		return
+	}
+	l.delayTimer.Reset(d)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (l *loop) sendStop() {
+	if l.stopSent {
+		return
+	}
+	l.stopSent = true
+	if l.delayTimer != nil {
+		l.delayTimer.Stop()
+		l.delayTimer = nil
+	}
+	sig, timeout := l.cfg.Spec.StopSignal, l.cfg.Spec.StopTimeout
+	l.log.Info("stopping the child", zap.String("signal", spec.SignalName(sig)), zap.Duration("stopTimeout", timeout))
+	go l.child.Stop(sig, timeout)
+}
+
+// finish runs once the child has exited: drain its process group and pick the exit code.
+func (l *loop) finish() int {
+	exit := l.child.Exit()
+	l.log.Info("child exited", zap.Int("code", exit.ExitCode()), zap.Bool("killed", exit.KilledByStop))
+	l.child.Drain(drainGrace)
+	if l.stopSent && l.stopReason == stopDepsExited {
+		if exit.KilledByStop {
+			return l.exit(l.cfg.Spec.KilledByStopDepExitCode, "child killed after stopTimeout, stopped because of stop dependencies")
+		}
+		return l.exit(l.cfg.Spec.TerminatedByStopDepExitCode, "child stopped because of stop dependencies")
+	}
+	return l.exit(exit.ExitCode(), "child exited")
+}
+
+// exit logs koordinator's exit: a failure as one error line that says what is wrong.
+func (l *loop) exit(code int, reason string, fields ...zap.Field) int {
+	if code == ExitConfig {
+		l.log.Error(reason, append(fields, zap.Int("code", code))...)
+		return code
+	}
+	l.log.Info("koordinator exits", append([]zap.Field{zap.Int("code", code), zap.String("reason", reason)}, fields...)...)
+	return code
+}
+
+// apiWarnEvery bounds how often API trouble is logged; the informer retries on its own.
+const apiWarnEvery = 30 * time.Second
+
+// apiTrouble logs a list/watch failure, at most every apiWarnEvery. A 403 becomes one line that
+// says which Role rule is missing and for whom.
+func (l *loop) apiTrouble(err error) {
+	if !l.lastAPIWarning.IsZero() && time.Since(l.lastAPIWarning) < apiWarnEvery {
+		return
+	}
+	l.lastAPIWarning = time.Now()
+	if apierrors.IsForbidden(err) {
+		l.log.Error(forbiddenHint(l.cfg.Namespace, err), zap.Error(err))
+		return
+	}
+	l.log.Warn("Kubernetes API unavailable; retrying", zap.Error(err))
+}
+
+var userInMessage = regexp.MustCompile(`User "system:serviceaccount:([^:"]+):([^"]+)"`)
+
+// forbiddenHint names the missing RBAC rule and the ServiceAccount it was checked for.
+func forbiddenHint(namespace string, err error) string {
+	who := "this pod's ServiceAccount"
+	if m := userInMessage.FindStringSubmatch(err.Error()); m != nil {
+		who = fmt.Sprintf("ServiceAccount %s/%s", m[1], m[2])
+	}
+	return fmt.Sprintf("API access forbidden: grant %s a Role with rule {apiGroups: [\"\"], resources: [pods], verbs: [list, watch]} in namespace %s and a RoleBinding (see deploy/rbac.yaml)", who, namespace)
+}
+
+func isTermination(s syscall.Signal) bool { return s == syscall.SIGTERM || s == syscall.SIGINT }
+
+// timerC is a nil channel (never ready) for a timer that is not set.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}

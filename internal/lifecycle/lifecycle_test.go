@@ -1,0 +1,410 @@
+package lifecycle_test
+
+// These tests drive the real decision loop through the real informer code (fed by client-go's
+// fake clientset) with real child processes and signals delivered on the loop's signal channel.
+// They wait on conditions (log lines, marker files) with generous deadlines; nothing depends on
+// how fast the machine is.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kwatch "k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/koordinator-dev/koordinator/internal/lifecycle"
+	"github.com/koordinator-dev/koordinator/internal/spec"
+)
+
+const (
+	namespace = "default"
+	podName   = "job-1"
+	deadline  = 30 * time.Second
+)
+
+type harness struct {
+	t       *testing.T
+	client  *fake.Clientset
+	pod     *corev1.Pod
+	rv      int
+	signals chan os.Signal
+	logs    *observer.ObservedLogs
+	dir     string
+	result  chan int
+}
+
+// start runs lifecycle.Run for the sidecar-like child `script` (run by sh, $DIR is a temp dir)
+// in a pod built from pod, with the given spec.
+func start(t *testing.T, pod *corev1.Pod, sp spec.Spec, script string) *harness {
+	t.Helper()
+	h := &harness{t: t, pod: pod.DeepCopy(), signals: make(chan os.Signal, 4), dir: t.TempDir(), result: make(chan int, 1)}
+	h.pod.ResourceVersion = "1"
+	h.rv = 1
+	h.client = fake.NewClientset(h.pod.DeepCopy())
+	pods := h.client.CoreV1().Pods(namespace)
+	// The fake clientset cannot stream a watch-list; the wrapper tells the reflector so.
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return pods.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
+			return pods.Watch(ctx, o)
+		},
+	}, h.client)
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.logs = logs
+	if sp.StopSignal == 0 {
+		sp.StopSignal = syscall.SIGTERM
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg := lifecycle.Config{
+		Spec:      sp,
+		Command:   []string{"sh", "-c", script},
+		SelfArgv:  []string{"/koordinator/koordinator", "sh", "-c", script},
+		Namespace: namespace,
+		PodName:   podName,
+		Connect:   func() (cache.ListerWatcher, error) { return lw, nil },
+		Signals:   h.signals,
+		Log:       zap.New(core),
+		Started:   time.Now(),
+	}
+	t.Setenv("DIR", h.dir)
+	go func() { h.result <- lifecycle.Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		select {
+		case <-h.result:
+		case <-time.After(deadline):
+			t.Errorf("lifecycle.Run did not return; logs:\n%s", h.dump())
+		}
+	})
+	return h
+}
+
+// update changes the pod's status through the API and waits until the loop has seen it.
+func (h *harness) update(change func(p *corev1.Pod)) {
+	h.t.Helper()
+	change(h.pod)
+	h.rv++
+	h.pod.ResourceVersion = strconv.Itoa(h.rv)
+	if _, err := h.client.CoreV1().Pods(namespace).UpdateStatus(context.Background(), h.pod.DeepCopy(), metav1.UpdateOptions{}); err != nil {
+		h.t.Fatalf("updating pod status: %v", err)
+	}
+	rv := h.pod.ResourceVersion
+	h.waitFor("pod state "+rv, func() bool {
+		return h.logs.FilterMessage("pod state").FilterField(zap.String("resourceVersion", rv)).Len() > 0
+	})
+}
+
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			h.t.Fatalf("timed out waiting for %s; logs:\n%s", what, h.dump())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) waitLog(msg string) {
+	h.t.Helper()
+	h.waitFor("log "+msg, func() bool { return h.logs.FilterMessage(msg).Len() > 0 })
+}
+
+func (h *harness) exitCode() int {
+	h.t.Helper()
+	select {
+	case code := <-h.result:
+		h.result <- code // for Cleanup
+		return code
+	case <-time.After(deadline):
+		h.t.Fatalf("no exit; logs:\n%s", h.dump())
+		return -1
+	}
+}
+
+func (h *harness) exists(name string) bool {
+	_, err := os.Stat(filepath.Join(h.dir, name))
+	return err == nil
+}
+
+func (h *harness) dump() string {
+	var b strings.Builder
+	for _, e := range h.logs.All() {
+		b.WriteString(e.Message)
+		for k, v := range e.ContextMap() {
+			fmt.Fprintf(&b, " %s=%v", k, v)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// A child that records it started, and records (and obeys) SIGTERM.
+const sidecar = `echo started > "$DIR/started"; trap 'echo term > "$DIR/term"; exit 0' TERM; while :; do sleep 1 & wait $!; done`
+
+// --- pod builders -------------------------------------------------------------------------
+
+func podWith(policy corev1.RestartPolicy, containers ...string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: namespace},
+		Spec:       corev1.PodSpec{RestartPolicy: policy},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "busybox"})
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
+		})
+	}
+	return p
+}
+
+func withSidecarInit(p *corev1.Pod, name string) *corev1.Pod {
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: name, Image: "busybox", RestartPolicy: &always})
+	p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{
+		Name: name, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}},
+	})
+	return p
+}
+
+func status(p *corev1.Pod, name string) *corev1.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == name {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	for i := range p.Status.InitContainerStatuses {
+		if p.Status.InitContainerStatuses[i].Name == name {
+			return &p.Status.InitContainerStatuses[i]
+		}
+	}
+	panic("no status for " + name)
+}
+
+func running(ready bool) func(*corev1.ContainerStatus) {
+	return func(s *corev1.ContainerStatus) {
+		started := true
+		s.Started, s.Ready = &started, ready
+		s.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+	}
+}
+
+func terminated(code int32) func(*corev1.ContainerStatus) {
+	return func(s *corev1.ContainerStatus) {
+		started := false
+		s.Started, s.Ready = &started, false
+		s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, FinishedAt: metav1.Now()}}
+	}
+}
+
+func set(name string, fn func(*corev1.ContainerStatus)) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { fn(status(p, name)) }
+}
+
+// --- tests --------------------------------------------------------------------------------
+
+func TestStartsOnlyWhenEveryStartDepIsReady(t *testing.T) {
+	pod := withSidecarInit(podWith(corev1.RestartPolicyNever, "proxy", "main"), "mesh")
+	h := start(t, pod, spec.Spec{Name: "main", StartDeps: []string{"proxy", "mesh"}, StopTimeout: 5 * time.Second}, sidecar)
+
+	h.update(set("proxy", running(true)))
+	h.update(set("mesh", running(false))) // a native sidecar that is started but not Ready
+	if h.exists("started") {
+		t.Fatal("child started before every start dependency was Ready")
+	}
+	h.update(set("mesh", running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.waitLog("child started")
+	if n := h.logs.FilterMessage("dependency ready").Len(); n != 2 {
+		t.Errorf("want 2 'dependency ready' lines, got %d", n)
+	}
+
+	h.signals <- syscall.SIGTERM
+	if code := h.exitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0 (the child's own code after SIGTERM)", code)
+	}
+	if !h.exists("term") {
+		t.Error("child did not receive SIGTERM")
+	}
+}
+
+func TestStartTimeout(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StartTimeout: 300 * time.Millisecond}, sidecar)
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	if h.exists("started") {
+		t.Error("child started despite the start timeout")
+	}
+	h.waitLog("startTimeout expired before the start dependencies were Ready")
+}
+
+func TestStartDepExitedForGood(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar)
+	h.update(set("proxy", terminated(1)))
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	if h.exists("started") {
+		t.Error("child started although its start dependency can never be Ready")
+	}
+}
+
+func TestUnknownDependency(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "main", StartDeps: []string{"proxi"}}, sidecar)
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, `"proxi"`) || !strings.Contains(errs[0].Message, "proxy") {
+		t.Errorf("want one error naming the bad dependency and the real containers, got:\n%s", h.dump())
+	}
+}
+
+func TestStopsAfterAllStopDepsExitedPlusDelay(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	pod := podWith(corev1.RestartPolicyNever, "proxy", "main", "report")
+	h := start(t, pod, spec.Spec{Name: "proxy", StopDeps: []string{"main", "report"}, StopDelay: delay,
+		StopTimeout: 10 * time.Second, TerminatedByStopDepExitCode: 7, KilledByStopDepExitCode: 137}, sidecar)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+
+	h.update(set("main", terminated(0)))
+	if h.logs.FilterMessage("stop condition").Len() > 0 {
+		t.Fatal("stopped after one of two stop dependencies exited")
+	}
+	h.update(set("report", terminated(3)))
+	if code := h.exitCode(); code != 7 {
+		t.Fatalf("exit code %d, want terminatedByStopDepExitCode 7", code)
+	}
+	if !h.exists("term") {
+		t.Error("child did not get its stop signal")
+	}
+	cond := h.logs.FilterMessage("stop condition").All()
+	sent := h.logs.FilterMessage("stopping the child").All()
+	if len(cond) != 1 || len(sent) != 1 {
+		t.Fatalf("want one stop condition and one stop, logs:\n%s", h.dump())
+	}
+	if gap := sent[0].Time.Sub(cond[0].Time); gap < delay {
+		t.Errorf("stop signal %v after the stop condition, want at least stopDelay %v", gap, delay)
+	}
+}
+
+func TestKilledAfterStopTimeout(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 200 * time.Millisecond, KilledByStopDepExitCode: 137},
+		`echo started > "$DIR/started"; trap '' TERM; while :; do sleep 1; done`)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.update(set("main", terminated(0)))
+	if code := h.exitCode(); code != 137 {
+		t.Fatalf("exit code %d, want killedByStopDepExitCode 137", code)
+	}
+}
+
+func TestRetriedMainDoesNotStopSidecar(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyOnFailure, "proxy", "main"),
+		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second}, sidecar)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+
+	h.update(set("main", terminated(1))) // OnFailure: the kubelet will run it again
+	h.update(set("main", func(s *corev1.ContainerStatus) {
+		s.LastTerminationState = s.State
+		s.RestartCount = 1
+		s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	}))
+	h.update(set("main", func(s *corev1.ContainerStatus) { running(true)(s) }))
+	if h.logs.FilterMessage("stop condition").Len() > 0 || h.exists("term") {
+		t.Fatalf("sidecar stopped although main will be retried; logs:\n%s", h.dump())
+	}
+	h.update(set("main", terminated(0)))
+	if code := h.exitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if !h.exists("term") {
+		t.Error("child did not get its stop signal after main succeeded")
+	}
+}
+
+func TestTerminationHeldUntilStopDepsExit(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second, TerminatedByStopDepExitCode: 0}, sidecar)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+
+	h.signals <- syscall.SIGTERM
+	h.waitLog("holding the stop until the stop dependencies exit")
+	if h.exists("term") {
+		t.Fatal("child stopped while its stop dependency still runs")
+	}
+	h.update(func(p *corev1.Pod) {
+		now := metav1.Now()
+		p.DeletionTimestamp = &now
+		set("main", terminated(143))(p)
+	})
+	if code := h.exitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if !h.exists("term") {
+		t.Error("child did not get its stop signal")
+	}
+}
+
+func TestSecondTerminationCutsTheHoldShort(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopDelay: time.Hour, StopTimeout: 10 * time.Second},
+		`echo started > "$DIR/started"; trap 'echo term > "$DIR/term"; exit 143' TERM; while :; do sleep 1 & wait $!; done`)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.signals <- syscall.SIGTERM
+	h.waitLog("holding the stop until the stop dependencies exit")
+	h.signals <- syscall.SIGINT
+	if code := h.exitCode(); code != 143 {
+		t.Fatalf("exit code %d, want the child's own 143", code)
+	}
+}
+
+func TestTerminationWhileWaiting(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
+		spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar)
+	h.update(set("proxy", running(false)))
+	h.signals <- syscall.SIGTERM
+	if code := h.exitCode(); code != 143 {
+		t.Fatalf("exit code %d, want 143", code)
+	}
+	if h.exists("started") {
+		t.Error("child started after SIGTERM")
+	}
+}
+
+func TestGracePeriodBoundsTheHold(t *testing.T) {
+	grace := int64(2) // the hold ends at grace − reserve = 1 s after SIGTERM
+	pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	h := start(t, pod, spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second}, sidecar)
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.signals <- syscall.SIGTERM
+	if code := h.exitCode(); code != 0 {
+		t.Fatalf("exit code %d, want the child's own 0", code)
+	}
+	stop := h.logs.FilterMessage("stop condition").All()
+	if len(stop) != 1 || stop[0].ContextMap()["reason"] != "grace period ends" {
+		t.Fatalf("want the stop because the grace period ends; logs:\n%s", h.dump())
+	}
+}

@@ -1,0 +1,115 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// podScheme knows only core/v1 Pod and PodList (plus meta/v1). The typed core/v1 client would
+// register every API group through client-go's global scheme and almost double the binary.
+var podScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Pod{}, &corev1.PodList{})
+	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion)
+	return s
+}()
+
+// NewListWatch lists and watches the one pod namespace/name through a REST client built on cfg.
+// It needs only `pods: list, watch` in that namespace.
+func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher, error) {
+	c := rest.CopyConfig(cfg)
+	c.APIPath = "/api"
+	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.NegotiatedSerializer = serializer.NewCodecFactory(podScheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = "koordinator"
+	}
+	client, err := rest.RESTClientFor(c)
+	if err != nil {
+		return nil, fmt.Errorf("building the API client: %w", err)
+	}
+	return cache.NewListWatchFromClient(client, "pods", namespace,
+		fields.OneTermEqualSelector("metadata.name", name)), nil
+}
+
+// Watcher keeps one pod up to date through a client-go informer (resync 0) and hands each new
+// state on. It never gives up: list and watch failures are retried with client-go's backoff for
+// the whole life of the process (a 410 leads to a relist), and only reported on Errors.
+type Watcher struct {
+	pods   chan *corev1.Pod
+	errs   chan error
+	synced chan struct{}
+}
+
+// Start runs the informer until ctx is done.
+func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
+	w := &Watcher{
+		pods:   make(chan *corev1.Pod, 1),
+		errs:   make(chan error, 1),
+		synced: make(chan struct{}),
+	}
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		offer(w.errs, err)
+	}); err != nil {
+		return nil, fmt.Errorf("setting the watch error handler: %w", err)
+	}
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.deliver(obj) },
+		UpdateFunc: func(_, obj any) { w.deliver(obj) },
+		// A deleted pod object is only seen after every container has stopped (or on a forced
+		// deletion, when the kubelet is about to kill us anyway): nothing left to decide.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("adding the event handler: %w", err)
+	}
+	go inf.RunWithContext(ctx)
+	go func() {
+		// The registration's HasSynced also covers the handler having been given the first list.
+		if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+			close(w.synced)
+		}
+	}()
+	return w, nil
+}
+
+// Pods delivers the latest state of the pod; a state not yet taken is replaced by a newer one.
+// The objects are the informer's cache: never modify them.
+func (w *Watcher) Pods() <-chan *corev1.Pod { return w.pods }
+
+// Errors delivers list and watch failures (the latest when the reader lags).
+func (w *Watcher) Errors() <-chan error { return w.errs }
+
+// Synced is closed once the first list has been delivered, so "no pod" then means the pod does
+// not exist under that name.
+func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+
+func (w *Watcher) deliver(obj any) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		offer(w.pods, pod)
+	}
+}
+
+// offer puts v in a one-slot channel, replacing what the reader has not taken yet. The informer
+// calls handlers from a single goroutine, so there is one writer per channel.
+func offer[T any](ch chan T, v T) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
