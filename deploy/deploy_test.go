@@ -1,0 +1,206 @@
+// Package deploy holds the manifests users copy; this test decodes them with the Kubernetes API
+// types, strictly, and checks the wiring koordinator relies on.
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/internal/watch"
+)
+
+// documents splits a multi-document YAML file and returns each document as JSON with its kind.
+func documents(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out[meta.Kind] = doc
+	}
+	return out
+}
+
+// decode is strict: a misspelt field in a manifest fails the test, as kubectl's validation would.
+func decode(t *testing.T, doc []byte, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(doc, into); err != nil {
+		t.Fatalf("decoding: %v", err)
+	}
+}
+
+func TestRBAC(t *testing.T) {
+	docs := documents(t, "rbac.yaml")
+	var sa corev1.ServiceAccount
+	var role rbacv1.Role
+	var binding rbacv1.RoleBinding
+	decode(t, docs["ServiceAccount"], &sa)
+	decode(t, docs["Role"], &role)
+	decode(t, docs["RoleBinding"], &binding)
+
+	if len(role.Rules) != 1 {
+		t.Fatalf("want one rule, got %v", role.Rules)
+	}
+	r := role.Rules[0]
+	if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"pods"}) {
+		t.Errorf("rule must be on core pods, got %+v", r)
+	}
+	for _, v := range []string{"list", "watch"} {
+		if !slices.Contains(r.Verbs, v) {
+			t.Errorf("rule lacks verb %q", v)
+		}
+	}
+	for _, v := range r.Verbs {
+		if !slices.Contains([]string{"list", "watch", "get"}, v) {
+			t.Errorf("rule grants %q, more than koordinator needs", v)
+		}
+	}
+	if binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != role.Name {
+		t.Errorf("RoleBinding refers to %+v, want Role %s", binding.RoleRef, role.Name)
+	}
+	if len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name {
+		t.Errorf("RoleBinding subjects %+v, want ServiceAccount %s", binding.Subjects, sa.Name)
+	}
+}
+
+func TestJobExample(t *testing.T) {
+	var job batchv1.Job
+	decode(t, documents(t, "job-example.yaml")["Job"], &job)
+	checkPodTemplate(t, job.Spec.Template)
+}
+
+func TestCronJobExample(t *testing.T) {
+	var cron batchv1.CronJob
+	decode(t, documents(t, "cronjob-example.yaml")["CronJob"], &cron)
+	if cron.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Errorf("concurrencyPolicy %q, want Forbid", cron.Spec.ConcurrencyPolicy)
+	}
+	checkPodTemplate(t, cron.Spec.JobTemplate.Spec.Template)
+
+	var job batchv1.Job
+	decode(t, documents(t, "job-example.yaml")["Job"], &job)
+	a, _ := yaml.Marshal(job.Spec.Template)
+	b, _ := yaml.Marshal(cron.Spec.JobTemplate.Spec.Template)
+	if !bytes.Equal(a, b) {
+		t.Error("the CronJob's pod template differs from the Job example's")
+	}
+}
+
+// checkPodTemplate checks what a user relies on: the init container installs the binary into
+// the emptyDir, every wrapped container mounts it and the podinfo volume, specs parse, and the
+// dependencies name real containers.
+func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
+	t.Helper()
+	ps := tmpl.Spec
+	var sa corev1.ServiceAccount
+	decode(t, documents(t, "rbac.yaml")["ServiceAccount"], &sa)
+	if ps.ServiceAccountName != sa.Name {
+		t.Errorf("serviceAccountName %q, want %q from rbac.yaml", ps.ServiceAccountName, sa.Name)
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range ps.Volumes {
+		volumes[v.Name] = v
+	}
+	mountOf := func(c corev1.Container, path string) (string, bool) {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == path {
+				return m.Name, true
+			}
+		}
+		return "", false
+	}
+
+	if len(ps.InitContainers) != 1 {
+		t.Fatalf("want one init container installing the binary, got %d", len(ps.InitContainers))
+	}
+	install := ps.InitContainers[0]
+	if !strings.Contains(install.Image, "koordinator") || !slices.Equal(install.Args, []string{"/koordinator"}) || len(install.Command) != 0 {
+		t.Errorf("init container must run the koordinator image with args [/koordinator], got image %q command %v args %v",
+			install.Image, install.Command, install.Args)
+	}
+	binVolume, ok := mountOf(install, "/koordinator")
+	if !ok || volumes[binVolume].EmptyDir == nil {
+		t.Fatalf("init container must mount an emptyDir at /koordinator")
+	}
+
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "example", Namespace: "default"}, Spec: ps}
+	wrapped := 0
+	for _, c := range ps.Containers {
+		if len(c.Command) == 0 || c.Command[0] != "/koordinator/koordinator" {
+			continue
+		}
+		wrapped++
+		if v, ok := mountOf(c, "/koordinator"); !ok || v != binVolume {
+			t.Errorf("%s: runs /koordinator/koordinator but does not mount %s at /koordinator", c.Name, binVolume)
+		}
+		v, ok := mountOf(c, "/etc/podinfo")
+		if !ok || volumes[v].DownwardAPI == nil {
+			t.Errorf("%s: no downward-API volume at /etc/podinfo", c.Name)
+		} else {
+			paths := map[string]string{}
+			for _, item := range volumes[v].DownwardAPI.Items {
+				if item.FieldRef != nil {
+					paths[item.Path] = item.FieldRef.FieldPath
+				}
+			}
+			if paths["name"] != "metadata.name" || paths["namespace"] != "metadata.namespace" {
+				t.Errorf("%s: podinfo volume must have name and namespace, got %v", c.Name, paths)
+			}
+		}
+		var raw string
+		for _, e := range c.Env {
+			if e.Name == spec.EnvVar {
+				raw = e.Value
+			}
+		}
+		sp, err := spec.Parse([]byte(raw))
+		if err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+			continue
+		}
+		if !sp.HasDeps() {
+			t.Errorf("%s: wrapped without dependencies", c.Name)
+		}
+		if err := watch.ValidateDeps(pod, c.Name, sp.StartDeps, sp.StopDeps); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+		self, ok := watch.FindSelf(pod, append(slices.Clone(c.Command), c.Args...), raw)
+		if !ok || self != c.Name {
+			t.Errorf("%s: koordinator would not find its own container (got %q, %v)", c.Name, self, ok)
+		}
+	}
+	if wrapped < 2 {
+		t.Errorf("want a sidecar and a main container wrapped by koordinator, got %d", wrapped)
+	}
+}
