@@ -8,7 +8,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build build-all test unit lint fuzz bench clean
+.PHONY: build build-all test lint fuzz bench controlplane up down clean
 
 build: ## the shipped binary, linux/amd64 static: bin/koordinator
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator ./cmd/koordinator
@@ -35,6 +35,16 @@ fuzz: ## a minute of fuzzing the spec parser
 
 bench: build ## start-up figures (see docs/performance.md)
 	bash hack/bench-startup.sh
+
+controlplane: ## build the local control plane once (~11 min on 2 cores), cached in .cache/controlplane
+	bash hack/build-control-plane.sh
+
+up: controlplane ## start a local control plane in the background; prints export KUBECONFIG=...
+	$(GO) build -o $(CACHE)/bin/controlplane ./test/testenv/cmd/controlplane
+	$(CACHE)/bin/controlplane up
+
+down: ## stop it; nothing left running
+	$(GO) run ./test/testenv/cmd/controlplane down
 
 clean:
 	rm -rf bin
