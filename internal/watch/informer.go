@@ -9,8 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	kwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/watchlist"
 )
 
 // podScheme knows only core/v1 Pod and PodList (plus meta/v1). The typed core/v1 client would
@@ -56,7 +58,11 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 		errs:   make(chan error, 1),
 		synced: make(chan struct{}),
 	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(&reporting{
+		inner:                cache.ToListerWatcherWithContext(lw),
+		report:               func(err error) { offer(w.errs, err) },
+		watchListUnsupported: watchlist.DoesClientNotSupportWatchListSemantics(lw),
+	}, &corev1.Pod{}, 0, cache.Indexers{})
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		offer(w.errs, err)
 	}); err != nil {
@@ -80,6 +86,42 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	}()
 	return w, nil
 }
+
+// reporting passes on every list and watch failure, including those client-go retries without
+// telling anyone (connection refused, 429), so that an API outage is logged.
+type reporting struct {
+	inner                cache.ListerWatcherWithContext
+	report               func(error)
+	watchListUnsupported bool
+}
+
+func (r *reporting) List(o metav1.ListOptions) (runtime.Object, error) {
+	return r.ListWithContext(context.Background(), o)
+}
+
+func (r *reporting) Watch(o metav1.ListOptions) (kwatch.Interface, error) {
+	return r.WatchWithContext(context.Background(), o)
+}
+
+func (r *reporting) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	obj, err := r.inner.ListWithContext(ctx, o)
+	if err != nil && ctx.Err() == nil {
+		r.report(err)
+	}
+	return obj, err
+}
+
+func (r *reporting) WatchWithContext(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
+	w, err := r.inner.WatchWithContext(ctx, o)
+	if err != nil && ctx.Err() == nil {
+		r.report(err)
+	}
+	return w, err
+}
+
+// IsWatchListSemanticsUnSupported keeps what the wrapped ListerWatcher says about streaming
+// lists (client-go's fake clientset cannot stream them).
+func (r *reporting) IsWatchListSemanticsUnSupported() bool { return r.watchListUnsupported }
 
 // Pods delivers the latest state of the pod; a state not yet taken is replaced by a newer one.
 // The objects are the informer's cache: never modify them.
