@@ -17,8 +17,13 @@ build-all: ## linux/amd64 and linux/arm64
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator-linux-amd64 ./cmd/koordinator
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/koordinator-linux-arm64 ./cmd/koordinator
 
-test: ## every test, with the race detector
-	$(GO) test -race -timeout 20m ./...
+.PHONY: image
+image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64: bin/koordinator-image.tar (OCI layout + docker manifest.json)
+	cd hack/image && $(GO) run . -amd64 ../../bin/koordinator-linux-amd64 -arm64 ../../bin/koordinator-linux-arm64 \
+		-tag koordinator:$(VERSION) -o ../../bin/koordinator-image.tar
+
+test: controlplane ## every test, with the race detector (end-to-end ones against the local control plane)
+	$(GO) test -race -timeout 30m ./...
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
