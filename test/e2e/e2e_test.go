@@ -1,0 +1,313 @@
+// Package e2e runs koordinator's end-to-end scenarios: the real binary, built
+// from this tree, in pods of a real local control plane (test/testenv) whose
+// containers the local test node (test/node) runs as processes. The manifests
+// are the ones users copy from deploy/.
+//
+// The whole package is skipped when the control-plane binaries are not built
+// (make controlplane).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/koordinator-dev/koordinator/test/node"
+	"github.com/koordinator-dev/koordinator/test/testenv"
+)
+
+// Shared by every scenario; each scenario uses its own namespace.
+var (
+	repoRoot string
+	cp       *testenv.ControlPlane
+	nd       *node.Node
+	client   kubernetes.Interface
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if _, err := testenv.FindBinaries(""); err != nil {
+		if errors.Is(err, testenv.ErrNotBuilt) {
+			fmt.Printf("e2e: SKIP: the local control plane is not built (%v).\n"+
+				"e2e: build it once with `make controlplane` (~11 min on 2 cores), then rerun.\n", err)
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	var err error
+	if repoRoot, err = testenv.RepoRoot(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	logf := func(string, ...any) {}
+	if testing.Verbose() {
+		logger := log.New(os.Stderr, "", log.Ltime|log.Lmicroseconds)
+		logf = func(format string, args ...any) { logger.Printf(format, args...) }
+	}
+	cache := filepath.Join(repoRoot, ".cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	tmp, err := os.MkdirTemp(cache, "e2e-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	begin := time.Now()
+	binary := filepath.Join(tmp, "koordinator")
+	build := exec.Command("go", "build", "-trimpath", "-o", binary, "./cmd/koordinator")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building koordinator: %v\n%s", err, out)
+		return 1
+	}
+	logf("e2e: koordinator built in %s", time.Since(begin).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if cp, err = testenv.Start(ctx, testenv.Options{Logf: logf}); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: control plane: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: stopping the control plane: %v\n", err)
+		}
+	}()
+	if client, err = kubernetes.NewForConfig(cp.RESTConfig()); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	nd, err = node.Start(ctx, cp, node.Options{
+		KoordinatorBinary: binary,
+		WorkDir:           filepath.Join(tmp, "node"),
+		// The kubelet's 10 s base scaled down tenfold: restarts in the
+		// scenarios take 0 s, 1 s, 2 s, ...
+		CrashLoopBase: time.Second,
+		Logf:          logf,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: node: %v\n", err)
+		return 1
+	}
+	logf("e2e: control plane and node up in %s", time.Since(begin).Round(time.Millisecond))
+
+	code := m.Run()
+
+	pids := nd.PIDs()
+	nd.Stop()
+	// Nothing the node started may outlive it.
+	var alive []string
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil && !zombie(pid) {
+			alive = append(alive, fmt.Sprint(pid))
+		}
+	}
+	for _, pid := range nd.Leftovers() {
+		alive = append(alive, fmt.Sprint(pid))
+	}
+	if len(alive) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: processes started by the node still run after Stop: %s\n", strings.Join(alive, " "))
+		code = 1
+	} else {
+		logf("e2e: node stopped; none of its %d container processes is left", len(pids))
+	}
+	return code
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
+}
+
+// newNamespace makes a fresh namespace for one scenario, deleted at its end.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// applyFile creates every object of a manifest from deploy/ as it is, in
+// namespace ns (the kinds the manifests use).
+func applyFile(t *testing.T, ns, rel string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile(filepath.Join(repoRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range splitYAML(b) {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		if meta.Kind == "" {
+			continue
+		}
+		decode := func(into any) {
+			if err := yaml.UnmarshalStrict(doc, into); err != nil {
+				t.Fatalf("%s: %s: %v", rel, meta.Kind, err)
+			}
+		}
+		switch meta.Kind {
+		case "ServiceAccount":
+			var o corev1.ServiceAccount
+			decode(&o)
+			_, err = client.CoreV1().ServiceAccounts(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "Role":
+			var o rbacv1.Role
+			decode(&o)
+			_, err = client.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			decode(&o)
+			for i := range o.Subjects {
+				if o.Subjects[i].Kind == rbacv1.ServiceAccountKind && o.Subjects[i].Namespace == "" {
+					o.Subjects[i].Namespace = ns // what kubectl apply -n does for the manifest
+				}
+			}
+			_, err = client.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "Job":
+			var o batchv1.Job
+			decode(&o)
+			_, err = client.BatchV1().Jobs(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "CronJob":
+			var o batchv1.CronJob
+			decode(&o)
+			_, err = client.BatchV1().CronJobs(ns).Create(ctx, &o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("%s: kind %s not handled by applyFile", rel, meta.Kind)
+		}
+		if err != nil {
+			t.Fatalf("%s: create %s: %v", rel, meta.Kind, err)
+		}
+	}
+}
+
+func splitYAML(b []byte) [][]byte {
+	var docs [][]byte
+	var cur []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.TrimRight(line, " \t") == "---" {
+			docs = append(docs, []byte(strings.Join(cur, "\n")))
+			cur = nil
+			continue
+		}
+		cur = append(cur, line)
+	}
+	return append(docs, []byte(strings.Join(cur, "\n")))
+}
+
+// waitFor polls cond every 200 ms until it holds, fails, or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			lastErr = err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// jobPod returns the (single) pod of a Job.
+func jobPod(t *testing.T, ns, job string) *corev1.Pod {
+	t.Helper()
+	pods, err := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Fatalf("job %s has %d pods, want 1", job, len(pods.Items))
+	}
+	return &pods.Items[0]
+}
+
+// dumpPod logs a pod's status and every container's log, for failures.
+func dumpPod(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	st, _ := json.MarshalIndent(pod.Status, "", "  ")
+	t.Logf("pod %s/%s status:\n%s", pod.Namespace, pod.Name, st)
+	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		t.Logf("--- log of %s ---\n%s", c.Name, nd.Logs(pod.Namespace, pod.Name, c.Name))
+	}
+}
+
+// kline is one of koordinator's JSON log lines.
+type kline struct {
+	Time time.Time `json:"time"`
+	Msg  string    `json:"msg"`
+}
+
+// findLine returns the first log line of a container for which match holds:
+// koordinator's JSON lines are matched on msg and timed by their own
+// timestamp; other lines on their text, timed when the node received them.
+func findLine(lines []node.LogLine, match func(msg string, fields map[string]any) bool) (time.Time, map[string]any, bool) {
+	for _, l := range lines {
+		var fields map[string]any
+		if strings.HasPrefix(l.Text, "{") && json.Unmarshal([]byte(l.Text), &fields) == nil {
+			var k kline
+			_ = json.Unmarshal([]byte(l.Text), &k)
+			if match(k.Msg, fields) {
+				return k.Time, fields, true
+			}
+			continue
+		}
+		if match(l.Text, nil) {
+			return l.Time, nil, true
+		}
+	}
+	return time.Time{}, nil, false
+}
+
+func msgIs(want string) func(string, map[string]any) bool {
+	return func(msg string, _ map[string]any) bool { return msg == want }
+}

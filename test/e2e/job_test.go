@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/koordinator-dev/koordinator/test/node"
+)
+
+// TestJobExample applies deploy/rbac.yaml and deploy/job-example.yaml as they
+// are: the Job completes; main started only after the proxy was Ready; the
+// proxy was stopped after main exited plus stopDelay (1 s); both exit 0.
+func TestJobExample(t *testing.T) {
+	ns := newNamespace(t, "e2e-job")
+	created := time.Now()
+	applyFile(t, ns, "deploy/rbac.yaml")
+	applyFile(t, ns, "deploy/job-example.yaml")
+	const job = "koordinator-example"
+
+	var complete time.Time
+	waitFor(t, 2*time.Minute, "the Job's Complete condition", func() (bool, error) {
+		j, err := client.BatchV1().Jobs(ns).Get(context.Background(), job, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range j.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				complete = time.Now()
+				return true, nil
+			case batchv1.JobFailed:
+				pods, _ := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + job})
+				for i := range pods.Items {
+					dumpPod(t, &pods.Items[i])
+				}
+				t.Fatalf("job failed: %s: %s", c.Reason, c.Message)
+			}
+		}
+		return false, nil
+	})
+	pod := jobPod(t, ns, job)
+	failed := true
+	defer func() {
+		if failed {
+			dumpPod(t, pod)
+		}
+	}()
+
+	// From the API: the pod succeeded, every container exited 0.
+	if pod.Status.Phase != corev1.PodSucceeded {
+		t.Errorf("pod phase %s, want Succeeded", pod.Status.Phase)
+	}
+	statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	if len(statuses) != 3 {
+		t.Fatalf("%d container statuses, want 3 (koordinator, main, proxy)", len(statuses))
+	}
+	if names := []string{pod.Status.ContainerStatuses[0].Name, pod.Status.ContainerStatuses[1].Name}; !sort.StringsAreSorted(names) {
+		t.Errorf("containerStatuses not sorted by name: %v", names)
+	}
+	for _, cs := range statuses {
+		term := cs.State.Terminated
+		if term == nil || term.ExitCode != 0 || term.Reason != "Completed" || !strings.HasPrefix(term.ContainerID, "local://") {
+			t.Errorf("container %s: state %+v, want terminated with exit 0, reason Completed", cs.Name, cs.State)
+		}
+		if cs.RestartCount != 0 {
+			t.Errorf("container %s restarted %d times", cs.Name, cs.RestartCount)
+		}
+	}
+
+	// From the logs.
+	mainLog := nd.LogLines(ns, pod.Name, "main")
+	proxyLog := nd.LogLines(ns, pod.Name, "proxy")
+	type point struct {
+		what string
+		at   time.Time
+	}
+	var timeline []point
+	must := func(container string, lines []node.LogLine, what string, match func(string, map[string]any) bool) time.Time {
+		t.Helper()
+		at, _, ok := findLine(lines, match)
+		if !ok {
+			t.Fatalf("%s's log has no %q line", container, what)
+		}
+		timeline = append(timeline, point{container + ": " + what, at})
+		return at
+	}
+	proxyStarted := must("proxy", proxyLog, "child started", msgIs("child started"))
+	proxyReady := must("proxy", proxyLog, "proxy: ready", msgIs("proxy: ready"))
+	depReady := must("main", mainLog, "dependency ready (proxy)", func(msg string, f map[string]any) bool {
+		return msg == "dependency ready" && f["dependency"] == "proxy"
+	})
+	mainStarted := must("main", mainLog, "child started", msgIs("child started"))
+	mainDone := must("main", mainLog, "main: done", msgIs("main: done"))
+	mainExited := must("main", mainLog, "child exited", msgIs("child exited"))
+	mainExit := must("main", mainLog, "koordinator exits 0", exitsWith(0))
+	stopCond := must("proxy", proxyLog, "stop condition", msgIs("stop condition"))
+	stopping := must("proxy", proxyLog, "stopping the child", msgIs("stopping the child"))
+	proxyStopping := must("proxy", proxyLog, "proxy: stopping", msgIs("proxy: stopping"))
+	proxyExit := must("proxy", proxyLog, "koordinator exits 0", exitsWith(0))
+	timeline = append(timeline, point{"Job Complete (seen)", complete})
+	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
+	var b strings.Builder
+	for _, p := range timeline {
+		fmt.Fprintf(&b, "\n  %7.3fs  %s", p.at.Sub(created).Seconds(), p.what)
+	}
+	t.Logf("timeline (from the Job's creation):%s", b.String())
+
+	order := func(a, b time.Time, what string) {
+		t.Helper()
+		if !a.Before(b) {
+			t.Errorf("%s (%s vs %s)", what, a.Format(time.StampMicro), b.Format(time.StampMicro))
+		}
+	}
+	order(proxyStarted, proxyReady, "the proxy said ready before it was started")
+	order(proxyReady, depReady, "main saw the proxy Ready before the proxy was ready")
+	order(depReady, mainStarted, "main's child started before its dependency was ready")
+	order(mainDone, mainExited, "main's child exit logged before main was done")
+	order(mainExited, stopCond, "the proxy's stop condition held before main exited")
+	if gap := stopping.Sub(mainExited); gap < time.Second {
+		t.Errorf("the proxy was stopped %s after main exited; want at least stopDelay (1s)", gap)
+	}
+	order(stopping, proxyStopping, "the proxy's child said stopping before it was signalled")
+	_ = mainExit
+	_ = proxyExit
+	failed = t.Failed()
+}
+
+func exitsWith(code float64) func(string, map[string]any) bool {
+	return func(msg string, f map[string]any) bool {
+		return msg == "koordinator exits" && f["code"] == code
+	}
+}
