@@ -10,7 +10,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build build-all test lint fuzz bench controlplane up down clean
+.PHONY: build build-all test e2e demo lint fuzz bench controlplane up down clean
 
 build: ## the shipped binary, linux/amd64 static: bin/koordinator
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator ./cmd/koordinator
@@ -26,6 +26,12 @@ image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64:
 
 test: controlplane ## every test, with the race detector (end-to-end ones against the local control plane)
 	$(GO) test -race -timeout 30m ./...
+
+e2e: controlplane ## only the end-to-end scenarios, verbose
+	$(GO) test -race -count=1 -v ./test/e2e
+
+demo: build controlplane ## deploy/job-example.yaml on a local control plane and node, with a timeline
+	$(GO) run ./test/demo -koordinator bin/koordinator
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
