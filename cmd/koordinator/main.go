@@ -17,6 +17,9 @@
 //	KUBECONFIG                 use this kubeconfig instead of the in-cluster configuration
 //	KOORDINATOR_LOG_FORMAT     json (default) or console
 //	KOORDINATOR_LOG_LEVEL      debug, info (default), warn, error or off
+//	KOORDINATOR_LOCAL_STATE    on (default) or off: the pod-local channel, state files in .state/
+//	                           next to this binary through which wrapped containers tell each
+//	                           other their children's start and exit (off: the API alone decides)
 //
 // Exit codes: the child's own code; 128+N when a signal N killed it; terminatedByStopDepExitCode
 // (0) or killedByStopDepExitCode (137) when it was stopped because its stop dependencies exited;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -94,13 +95,19 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		log = log.With(zap.String("container", sp.Name))
 	}
 
+	localDir, err := podLocalDir(getenv, log)
+	if err != nil {
+		return fail(log, stderr, err.Error())
+	}
+
 	cfg := lifecycle.Config{
-		Spec:     sp,
-		RawSpec:  raw,
-		Command:  command,
-		SelfArgv: args,
-		Signals:  signals,
-		Started:  started,
+		Spec:        sp,
+		RawSpec:     raw,
+		Command:     command,
+		SelfArgv:    args,
+		Signals:     signals,
+		Started:     started,
+		PodLocalDir: localDir,
 	}
 	if sp.HasDeps() {
 		id, err := resolvePod(getenv, os.ReadFile)
@@ -154,6 +161,24 @@ func lookupFrom(getenv func(string) string) func(string) (string, bool) {
 		v := getenv(k)
 		return v, v != ""
 	}
+}
+
+// podLocalDir is where the pod-local channel lives: the folder holding this binary (the shared
+// emptyDir it was installed into), or "" when KOORDINATOR_LOCAL_STATE=off.
+func podLocalDir(getenv func(string) string, log *zap.Logger) (string, error) {
+	switch v := strings.ToLower(strings.TrimSpace(getenv("KOORDINATOR_LOCAL_STATE"))); v {
+	case "off":
+		return "", nil
+	case "", "on":
+	default:
+		return "", fmt.Errorf("KOORDINATOR_LOCAL_STATE=%q: use on (the default) or off", v)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Debug("pod-local channel off: cannot tell where this binary is", zap.Error(err))
+		return "", nil
+	}
+	return filepath.Dir(exe), nil
 }
 
 // restConfig is the in-cluster configuration, or the kubeconfig named by KUBECONFIG.

@@ -1,7 +1,12 @@
 // Package lifecycle is koordinator's one decision loop: it waits for the start dependencies,
 // starts the child, forwards signals, decides when and how to stop the child, and turns the
-// outcome into koordinator's exit code. The informer, the signal handler, the child's exit and
-// the timers only send events; this loop alone acts on them.
+// outcome into koordinator's exit code. The informer, the state-file watcher, the signal
+// handler, the child's exit and the timers only send events; this loop alone acts on them.
+//
+// The loop also speaks on the pod-local channel (internal/podlocal): it publishes its child's
+// start and exit in the shared folder, and with stop dependencies it reads theirs, so that a
+// dependency's exit counts as soon as either the API or its state file shows it final
+// (watch.StopStateWith).
 package lifecycle
 
 import (
@@ -19,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/koordinator-dev/koordinator/internal/podlocal"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
 	"github.com/koordinator-dev/koordinator/internal/watch"
@@ -49,6 +55,13 @@ type Config struct {
 	Log     *zap.Logger
 	// Started is when the process started; startTimeout and wait times count from it.
 	Started time.Time
+	// PodLocalDir is the folder holding the koordinator binary (the shared emptyDir); the
+	// pod-local channel lives in its .state subfolder. "" turns the channel off
+	// (KOORDINATOR_LOCAL_STATE=off): nothing is published or watched, only the API counts.
+	PodLocalDir string
+	// MountInfo is the file read to find this container's name when neither the spec nor the
+	// pod tells it; "" means /proc/self/mountinfo.
+	MountInfo string
 }
 
 // Run coordinates the child until it has exited and returns koordinator's exit code.
@@ -60,11 +73,13 @@ func Run(ctx context.Context, cfg Config) int {
 	}
 	defer sup.Close()
 
-	l := &loop{cfg: cfg, sup: sup, log: cfg.Log, readyAt: map[string]time.Duration{}}
+	l := &loop{cfg: cfg, sup: sup, log: cfg.Log, readyAt: map[string]time.Duration{}, fileWarned: map[string]time.Time{}}
 	if cfg.Spec.Name != "" {
 		l.self = cfg.Spec.Name
 	}
-	return l.run(ctx)
+	code := l.run(ctx)
+	l.publishExited(code) // when it ends without a child: bad dependencies, SIGTERM while waiting
+	return code
 }
 
 // stopReason says why the child is being stopped; it decides the exit code.
@@ -110,6 +125,15 @@ type loop struct {
 	delayTimer *time.Timer
 
 	lastAPIWarning time.Time
+
+	// The pod-local channel.
+	pub           *podlocal.Publisher // this container's state file; nil when off or nameless
+	pubResolved   bool                // the own name was looked for (once)
+	pubFailed     bool                // a failed write was logged (once)
+	exitPublished bool
+	local         *podlocal.Watcher         // the stop dependencies' state files; nil when off
+	files         map[string]podlocal.State // as last read
+	fileWarned    map[string]time.Time      // per file, the last warning logged
 }
 
 func (l *loop) run(ctx context.Context) int {
@@ -121,12 +145,19 @@ func (l *loop) run(ctx context.Context) int {
 		return l.supervise(ctx, nil)
 	}
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if deps := l.cfg.Spec.StopDeps; len(deps) > 0 && l.cfg.PodLocalDir != "" {
+		// Before the API: by the time the child starts, what the files say is known.
+		l.local = podlocal.Watch(ctx, l.cfg.PodLocalDir, deps, podlocal.Options{})
+		defer func() { cancel(); <-l.local.Done() }()
+		l.log.Debug("watching the stop dependencies' state files",
+			zap.String("folder", podlocal.Dir(l.cfg.PodLocalDir)), zap.Bool("inotify", l.local.Inotify()))
+	}
 	lw, err := l.cfg.Connect()
 	if err != nil {
 		return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	w, err := watch.Start(ctx, lw)
 	if err != nil {
 		return l.exit(ExitConfig, "cannot watch the pod", zap.Error(err))
@@ -152,7 +183,7 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 	}
 	pending := time.NewTicker(pendingEvery)
 	defer pending.Stop()
-	synced := w.Synced()
+	localStates, localWarnings := l.localChannels()
 
 	for {
 		select {
@@ -161,17 +192,19 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 		case sig := <-l.cfg.Signals:
 			s := sig.(syscall.Signal)
 			if isTermination(s) {
+				l.terms++
 				return l.exit(128+int(s), "signal before the child started", zap.String("signal", spec.SignalName(s))), false
 			}
 			l.log.Debug("signal ignored before the child started", zap.String("signal", spec.SignalName(s)))
-		case <-synced:
-			synced = nil
-			if l.pod == nil {
-				return l.exit(ExitConfig, fmt.Sprintf("pod %s/%s not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace",
-					l.cfg.Namespace, l.cfg.PodName)), false
-			}
+		case <-w.NotFound():
+			return l.exit(ExitConfig, fmt.Sprintf("pod %s/%s not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace",
+				l.cfg.Namespace, l.cfg.PodName)), false
 		case err := <-w.Errors():
 			l.apiTrouble(err)
+		case files := <-localStates:
+			l.seeFiles(files)
+		case warning := <-localWarnings:
+			l.localWarning(warning)
 		case <-timeout:
 			v := watch.StartState(l.pod, deps)
 			return l.exit(ExitConfig, "startTimeout expired before the start dependencies were Ready",
@@ -207,11 +240,16 @@ func (l *loop) see(pod *corev1.Pod) (int, bool) {
 		return 0, true
 	}
 	l.validated = true
-	if l.self == "" {
-		if name, ok := watch.FindSelf(pod, l.cfg.SelfArgv, l.cfg.RawSpec); ok {
-			l.self = name
-			l.log = l.log.With(zap.String("container", name))
-		}
+	name, found := watch.FindSelf(pod, l.cfg.SelfArgv, l.cfg.RawSpec)
+	switch {
+	case l.self == "" && found:
+		l.self = name
+		l.log = l.log.With(zap.String("container", name))
+	case found && name != l.self:
+		// A copied spec, say. Publishing under another container's name could stop that
+		// container's dependents, so publish nothing.
+		l.log.Warn(fmt.Sprintf("the spec's name is %q but this process runs in container %q; not publishing on the pod-local channel", l.self, name))
+		l.pubResolved = true
 	}
 	if err := watch.ValidateDeps(pod, l.self, l.cfg.Spec.StartDeps, l.cfg.Spec.StopDeps); err != nil {
 		return l.exit(ExitConfig, err.Error()), false
@@ -241,6 +279,7 @@ func (l *loop) start() (int, bool) {
 		return l.exit(126, "cannot start the command", zap.Error(err)), false
 	}
 	l.child = child
+	l.publishStarted()
 	l.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", l.cfg.Command))
 	return 0, true
 }
@@ -253,6 +292,7 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 	if w != nil {
 		pods, apiErrs = w.Pods(), w.Errors()
 	}
+	localStates, localWarnings := l.localChannels()
 	if l.pod != nil {
 		l.checkStop()
 	}
@@ -279,6 +319,11 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 			l.checkStop()
 		case err := <-apiErrs:
 			l.apiTrouble(err)
+		case files := <-localStates:
+			l.seeFiles(files)
+			l.checkStop()
+		case warning := <-localWarnings:
+			l.localWarning(warning)
 		case <-timerC(l.holdTimer):
 			l.holdTimer = nil
 			l.triggerStop(gracePeriodEnds, true)
@@ -348,10 +393,21 @@ func (l *loop) runningStopDeps() []string {
 	if l.pod == nil {
 		return l.cfg.Spec.StopDeps
 	}
-	return watch.StopState(l.pod, l.cfg.Spec.StopDeps).Running
+	return l.stopState().Running
 }
 
-// checkStop evaluates the stop condition on the latest pod state.
+// stopState judges the stop dependencies on the latest pod state and state files.
+func (l *loop) stopState() watch.StopVerdict {
+	local := map[string]watch.LocalExit{}
+	for name, s := range l.files {
+		if s.Exited {
+			local[name] = watch.LocalExit{Code: int32(s.ExitCode), At: s.ExitedAt, Terminating: s.Terminating}
+		}
+	}
+	return watch.StopStateWith(l.pod, l.cfg.Spec.StopDeps, local, l.terms > 0)
+}
+
+// checkStop evaluates the stop condition on the latest pod state and state files.
 func (l *loop) checkStop() {
 	if l.stopSent || len(l.cfg.Spec.StopDeps) == 0 || l.pod == nil {
 		return
@@ -360,14 +416,14 @@ func (l *loop) checkStop() {
 		l.armDelay() // the deletion grace period may have become known, or shorter
 		return
 	}
-	v := watch.StopState(l.pod, l.cfg.Spec.StopDeps)
+	v := l.stopState()
 	if !v.Holds() {
 		if l.holdTimer != nil {
 			l.holdTimer.Reset(time.Until(l.holdDeadline()))
 		}
 		return
 	}
-	l.log.Info("stop dependencies exited", zap.Strings("exited", v.Exited))
+	l.log.Info("stop dependencies exited", zap.Strings("exited", v.Exited), zap.Strings("fromStateFiles", v.Local))
 	l.triggerStop(stopDepsExited, false)
 }
 
@@ -436,18 +492,26 @@ func (l *loop) sendStop() {
 	go l.child.Stop(sig, timeout)
 }
 
-// finish runs once the child has exited: drain its process group and pick the exit code.
+// finish runs once the child has exited: publish the exit (a sidecar may be waiting on it, so
+// before anything slow), drain the child's process group, and exit.
 func (l *loop) finish() int {
 	exit := l.child.Exit()
+	code, reason := l.outcome(exit)
+	l.publishExited(code)
 	l.log.Info("child exited", zap.Int("code", exit.ExitCode()), zap.Bool("killed", exit.KilledByStop))
 	l.child.Drain(drainGrace)
-	if l.stopSent && l.stopReason == stopDepsExited {
-		if exit.KilledByStop {
-			return l.exit(l.cfg.Spec.KilledByStopDepExitCode, "child killed after stopTimeout, stopped because of stop dependencies")
-		}
-		return l.exit(l.cfg.Spec.TerminatedByStopDepExitCode, "child stopped because of stop dependencies")
+	return l.exit(code, reason)
+}
+
+// outcome is koordinator's exit code, and why, once the child has exited.
+func (l *loop) outcome(exit supervise.Exit) (int, string) {
+	switch stoppedForDeps := l.stopSent && l.stopReason == stopDepsExited; {
+	case stoppedForDeps && exit.KilledByStop:
+		return l.cfg.Spec.KilledByStopDepExitCode, "child killed after stopTimeout, stopped because of stop dependencies"
+	case stoppedForDeps:
+		return l.cfg.Spec.TerminatedByStopDepExitCode, "child stopped because of stop dependencies"
 	}
-	return l.exit(exit.ExitCode(), "child exited")
+	return exit.ExitCode(), "child exited"
 }
 
 // exit logs koordinator's exit: a failure as one error line that says what is wrong.

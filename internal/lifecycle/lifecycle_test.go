@@ -48,8 +48,9 @@ type harness struct {
 }
 
 // start runs lifecycle.Run for the sidecar-like child `script` (run by sh, $DIR is a temp dir)
-// in a pod built from pod, with the given spec.
-func start(t *testing.T, pod *corev1.Pod, sp spec.Spec, script string) *harness {
+// in a pod built from pod, with the given spec. opts adjust the Config (the pod-local channel
+// is off unless one sets PodLocalDir).
+func start(t *testing.T, pod *corev1.Pod, sp spec.Spec, script string, opts ...func(*lifecycle.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, pod: pod.DeepCopy(), signals: make(chan os.Signal, 4), dir: t.TempDir(), result: make(chan int, 1)}
 	h.pod.ResourceVersion = "1"
@@ -82,6 +83,10 @@ func start(t *testing.T, pod *corev1.Pod, sp spec.Spec, script string) *harness 
 		Signals:   h.signals,
 		Log:       zap.New(core),
 		Started:   time.Now(),
+		MountInfo: filepath.Join(h.dir, "no-mountinfo"), // the host's own mounts must not name us
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	t.Setenv("DIR", h.dir)
 	go func() { h.result <- lifecycle.Run(ctx, cfg) }()
@@ -155,8 +160,9 @@ func (h *harness) dump() string {
 	return b.String()
 }
 
-// A child that records it started, and records (and obeys) SIGTERM.
-const sidecar = `echo started > "$DIR/started"; trap 'echo term > "$DIR/term"; exit 0' TERM; while :; do sleep 1 & wait $!; done`
+// A child that records it started, and records (and obeys) SIGTERM. The trap comes first, so a
+// SIGTERM sent once "started" exists is always caught.
+const sidecar = `trap 'echo term > "$DIR/term"; exit 0' TERM; echo started > "$DIR/started"; while :; do sleep 1 & wait $!; done`
 
 // --- pod builders -------------------------------------------------------------------------
 
@@ -312,7 +318,7 @@ func TestStopsAfterAllStopDepsExitedPlusDelay(t *testing.T) {
 func TestKilledAfterStopTimeout(t *testing.T) {
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
 		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 200 * time.Millisecond, KilledByStopDepExitCode: 137},
-		`echo started > "$DIR/started"; trap '' TERM; while :; do sleep 1; done`)
+		`trap '' TERM; echo started > "$DIR/started"; while :; do sleep 1; done`)
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.update(set("main", terminated(0)))
 	if code := h.exitCode(); code != 137 {
@@ -370,7 +376,7 @@ func TestTerminationHeldUntilStopDepsExit(t *testing.T) {
 func TestSecondTerminationCutsTheHoldShort(t *testing.T) {
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
 		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopDelay: time.Hour, StopTimeout: 10 * time.Second},
-		`echo started > "$DIR/started"; trap 'echo term > "$DIR/term"; exit 143' TERM; while :; do sleep 1 & wait $!; done`)
+		`trap 'echo term > "$DIR/term"; exit 143' TERM; echo started > "$DIR/started"; while :; do sleep 1 & wait $!; done`)
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.signals <- syscall.SIGTERM
 	h.waitLog("holding the stop until the stop dependencies exit")
@@ -406,5 +412,30 @@ func TestGracePeriodBoundsTheHold(t *testing.T) {
 	stop := h.logs.FilterMessage("stop condition").All()
 	if len(stop) != 1 || stop[0].ContextMap()["reason"] != "grace period ends" {
 		t.Fatalf("want the stop because the grace period ends; logs:\n%s", h.dump())
+	}
+}
+
+func TestPodNotFound(t *testing.T) {
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar,
+		func(c *lifecycle.Config) {
+			c.PodName = "job-2"
+			empty := fake.NewClientset() // the pod lists as nothing: wrong name or namespace
+			pods := empty.CoreV1().Pods(namespace)
+			lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+					return pods.List(ctx, o)
+				},
+				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
+					return pods.Watch(ctx, o)
+				},
+			}, empty)
+			c.Connect = func() (cache.ListerWatcher, error) { return lw, nil }
+		})
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	h.waitLog("pod default/job-2 not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace")
+	if h.exists("started") {
+		t.Error("child started without its pod")
 	}
 }

@@ -328,6 +328,9 @@ func checkContainerName(name string) string {
 	return problem
 }
 
+// IsContainerName reports whether name is a valid Kubernetes container name (a DNS-1123 label).
+func IsContainerName(name string) bool { return isDNSLabel(name) }
+
 func isDNSLabel(s string) bool {
 	if len(s) == 0 || len(s) > 63 {
 		return false

@@ -46,17 +46,17 @@ func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher
 // state on. It never gives up: list and watch failures are retried with client-go's backoff for
 // the whole life of the process (a 410 leads to a relist), and only reported on Errors.
 type Watcher struct {
-	pods   chan *corev1.Pod
-	errs   chan error
-	synced chan struct{}
+	pods     chan *corev1.Pod
+	errs     chan error
+	notFound chan struct{}
 }
 
 // Start runs the informer until ctx is done.
 func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	w := &Watcher{
-		pods:   make(chan *corev1.Pod, 1),
-		errs:   make(chan error, 1),
-		synced: make(chan struct{}),
+		pods:     make(chan *corev1.Pod, 1),
+		errs:     make(chan error, 1),
+		notFound: make(chan struct{}),
 	}
 	inf := cache.NewSharedIndexInformer(&reporting{
 		inner:                cache.ToListerWatcherWithContext(lw),
@@ -79,9 +79,10 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	}
 	go inf.RunWithContext(ctx)
 	go func() {
-		// The registration's HasSynced also covers the handler having been given the first list.
-		if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
-			close(w.synced)
+		// Decided here, from the synced store, rather than by the reader comparing a "synced"
+		// event with the pods it has taken: a select may take the two in either order.
+		if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) && len(inf.GetStore().List()) == 0 {
+			close(w.notFound)
 		}
 	}()
 	return w, nil
@@ -130,9 +131,10 @@ func (w *Watcher) Pods() <-chan *corev1.Pod { return w.pods }
 // Errors delivers list and watch failures (the latest when the reader lags).
 func (w *Watcher) Errors() <-chan error { return w.errs }
 
-// Synced is closed once the first list has been delivered, so "no pod" then means the pod does
+// NotFound is closed when the first complete list held no pod of that name: the name or the
+// namespace is wrong. It is never closed once the pod has been seen.
 // not exist under that name.
-func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+func (w *Watcher) NotFound() <-chan struct{} { return w.notFound }
 
 func (w *Watcher) deliver(obj any) {
 	if pod, ok := obj.(*corev1.Pod); ok {

@@ -320,6 +320,7 @@ func StartState(pod *corev1.Pod, startDeps []string) StartVerdict {
 type StopVerdict struct {
 	Exited  []string
 	Running []string
+	Local   []string // those of Exited that only their state files showed exited (StopStateWith)
 }
 
 // Holds reports whether the stop condition holds: there is at least one stop dependency and all
@@ -329,13 +330,5 @@ func (v StopVerdict) Holds() bool { return len(v.Running) == 0 && len(v.Exited) 
 // StopState sorts the stop dependencies, in spec order, into exited for good and the rest
 // (running, restarting, not started yet, unknown).
 func StopState(pod *corev1.Pod, stopDeps []string) StopVerdict {
-	var v StopVerdict
-	for _, d := range stopDeps {
-		if _, exited := ExitedForGood(pod, d); exited {
-			v.Exited = append(v.Exited, d)
-		} else {
-			v.Running = append(v.Running, d)
-		}
-	}
-	return v
+	return StopStateWith(pod, stopDeps, nil, false)
 }

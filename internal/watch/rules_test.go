@@ -150,6 +150,10 @@ func TestWillRestart(t *testing.T) {
 		{"OnFailure/In rule does not match/0", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure), rule(restart, in, 7)))), "main", 0, false},
 		{"OnFailure/In rule does not match/1", newPod(corev1.RestartPolicyAlways, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure), rule(restart, in, 7)))), "main", 1, true},
 		{"OnFailure overrides pod Always/0", newPod(corev1.RestartPolicyAlways, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure)))), "main", 0, false},
+		{"OnFailure/NotIn rule matches 0", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure), rule(restart, notIn, 1)))), "main", 0, true},
+		{"OnFailure/NotIn rule does not match/0", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure), rule(restart, notIn, 0)))), "main", 0, false},
+		{"OnFailure/NotIn rule does not match/1", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyOnFailure), rule(restart, notIn, 1)))), "main", 1, true},
+		{"Always/rule does not match/0", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyAlways), rule(restart, in, 7)))), "main", 0, true},
 
 		// container Never
 		{"Never/no rules/1", newPod(corev1.RestartPolicyAlways, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever)))), "main", 1, false},
@@ -157,6 +161,11 @@ func TestWillRestart(t *testing.T) {
 		{"Never/In rule does not match", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, in, 42, 43)))), "main", 1, false},
 		{"Never/NotIn rule matches", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, notIn, 0)))), "main", 1, true},
 		{"Never/NotIn rule does not match", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, notIn, 0)))), "main", 0, false},
+		{"Never/NotIn rule does not match/pod Always", newPod(corev1.RestartPolicyAlways, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, notIn, 0, 1)))), "main", 1, false},
+		// issue 7's scenario: container Never plus a rule restarting on 42, in an OnFailure pod
+		{"Never+In 42 in an OnFailure pod/42", newPod(corev1.RestartPolicyOnFailure, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, in, 42)))), "main", 42, true},
+		{"Never+In 42 in an OnFailure pod/3", newPod(corev1.RestartPolicyOnFailure, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, in, 42)))), "main", 3, false},
+		{"Never+In 42 in an OnFailure pod/0", newPod(corev1.RestartPolicyOnFailure, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, in, 42)))), "main", 0, false},
 		{"Never/NotIn empty set matches everything", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, notIn)))), "main", 0, true},
 		{"Never/second rule matches", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restart, in, 1), rule(restart, in, 2)))), "main", 2, true},
 
@@ -171,6 +180,7 @@ func TestWillRestart(t *testing.T) {
 
 		// rules on a container without its own restartPolicy (rejected by the API): ignored
 		{"rule without container policy is ignored", newPod(corev1.RestartPolicyNever, regulars(ctr("main", rule(restart, in, 1)))), "main", 1, false},
+		{"rule without container policy is ignored/pod OnFailure", newPod(corev1.RestartPolicyOnFailure, regulars(ctr("main", rule(restart, in, 0)))), "main", 0, false},
 
 		// RestartAllContainers anywhere in the pod: nothing is final until the phase is terminal
 		{"RestartAllContainers on self, matching", newPod(corev1.RestartPolicyNever, regulars(ctr("main", policy(corev1.ContainerRestartPolicyNever), rule(restartAll, in, 3)))), "main", 3, true},

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// binaryIn puts the built binary in a folder of its own, so its .state is this test's.
+func binaryIn(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "koordinator")
+	if err := os.Link(binary, bin); err != nil {
+		b, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
+
+// A wrapper without dependencies publishes its child's start and exit next to the binary,
+// without contacting any API.
+func TestPublishesStateNextToTheBinary(t *testing.T) {
+	bin := binaryIn(t)
+	stateFile := filepath.Join(filepath.Dir(bin), ".state", "x")
+	cmd := exec.Command(bin, "sh", "-c", "read line; exit 3")
+	cmd.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"x"}`)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Process.Kill(); <-done }) // EOF ends the child too
+
+	var started map[string]any
+	if err := json.Unmarshal([]byte(waitFile(t, stateFile)), &started); err != nil {
+		t.Fatal(err)
+	}
+	if started["state"] != "running" || started["container"] != "x" || started["pid"] == nil || started["startedAt"] == nil {
+		t.Errorf("while the child runs: %v", started)
+	}
+	_, _ = io.WriteString(stdin, "go\n")
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatal("koordinator did not exit")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("exit %d, want 3; stderr:\n%s", code, stderr.String())
+	}
+	b, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exited map[string]any
+	if err := json.Unmarshal(b, &exited); err != nil {
+		t.Fatal(err)
+	}
+	if exited["state"] != "exited" || exited["exitCode"] != float64(3) || exited["instance"] != started["instance"] || exited["pid"] != started["pid"] {
+		t.Errorf("after the exit: %s (started: %v)", b, started)
+	}
+	if fi, err := os.Lstat(stateFile); err != nil || fi.Mode() != 0o644 {
+		t.Errorf("state file mode: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestLocalStateOff(t *testing.T) {
+	bin := binaryIn(t)
+	cmd := exec.Command(bin, "true")
+	cmd.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"x"}`, "KOORDINATOR_LOCAL_STATE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(bin), ".state")); err == nil {
+		t.Error("published although KOORDINATOR_LOCAL_STATE=off")
+	}
+
+	code, _, stderr := runKoordinator(t, []string{"KOORDINATOR_LOCAL_STATE=maybe"}, "true")
+	if code != 125 || !strings.Contains(stderr, "KOORDINATOR_LOCAL_STATE") {
+		t.Errorf("KOORDINATOR_LOCAL_STATE=maybe: exit %d, want 125 naming the variable; stderr:\n%s", code, stderr)
+	}
+}
