@@ -497,8 +497,10 @@ func (l *loop) sendStop() {
 func (l *loop) finish() int {
 	exit := l.child.Exit()
 	code, reason := l.outcome(exit)
-	l.publishExited(code)
+	// Logged before it is published, so logs across containers never show a dependent reacting
+	// before the exit it reacts to.
 	l.log.Info("child exited", zap.Int("code", exit.ExitCode()), zap.Bool("killed", exit.KilledByStop))
+	l.publishExited(code)
 	l.child.Drain(drainGrace)
 	return l.exit(code, reason)
 }

@@ -2,13 +2,19 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/wait"
 	kwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -89,12 +95,17 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 }
 
 // reporting passes on every list and watch failure, including those client-go retries without
-// telling anyone (connection refused, 429), so that an API outage is logged.
+// telling anyone (connection refused, 429), so that an API outage is logged. It also retries
+// transient failures itself on a short backoff (0.2 s doubling to 2 s): client-go's own grows to
+// 30 s, which would leave a Job waiting up to half a minute after a brief API outage.
 type reporting struct {
 	inner                cache.ListerWatcherWithContext
 	report               func(error)
 	watchListUnsupported bool
 }
+
+// retryBackoff paces reporting's own retries of transient failures.
+var retryBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 2 * time.Second}
 
 func (r *reporting) List(o metav1.ListOptions) (runtime.Object, error) {
 	return r.ListWithContext(context.Background(), o)
@@ -105,19 +116,45 @@ func (r *reporting) Watch(o metav1.ListOptions) (kwatch.Interface, error) {
 }
 
 func (r *reporting) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-	obj, err := r.inner.ListWithContext(ctx, o)
-	if err != nil && ctx.Err() == nil {
-		r.report(err)
-	}
-	return obj, err
+	return retrying(ctx, r.report, func() (runtime.Object, error) { return r.inner.ListWithContext(ctx, o) })
 }
 
 func (r *reporting) WatchWithContext(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
-	w, err := r.inner.WatchWithContext(ctx, o)
-	if err != nil && ctx.Err() == nil {
-		r.report(err)
+	return retrying(ctx, r.report, func() (kwatch.Interface, error) { return r.inner.WatchWithContext(ctx, o) })
+}
+
+// retrying calls call until it succeeds, fails for a reason retrying cannot fix (returned to
+// client-go, which backs off on its own), or ctx ends. Every failure is reported.
+func retrying[T any](ctx context.Context, report func(error), call func() (T, error)) (T, error) {
+	backoff := retryBackoff
+	for {
+		v, err := call()
+		if err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		report(err)
+		if !transient(err) {
+			return v, err
+		}
+		t := time.NewTimer(backoff.Step())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		case <-t.C:
+		}
 	}
-	return w, err
+}
+
+// transient tells failures that go away by themselves (no connection, 429, 5xx) from answers
+// that need someone to act (403, 401, 404, 410 and other API errors).
+func transient(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		code := status.Status().Code
+		return code == http.StatusTooManyRequests || code >= http.StatusInternalServerError
+	}
+	return true
 }
 
 // IsWatchListSemanticsUnSupported keeps what the wrapped ListerWatcher says about streaming
@@ -133,7 +170,6 @@ func (w *Watcher) Errors() <-chan error { return w.errs }
 
 // NotFound is closed when the first complete list held no pod of that name: the name or the
 // namespace is wrong. It is never closed once the pod has been seen.
-// not exist under that name.
 func (w *Watcher) NotFound() <-chan struct{} { return w.notFound }
 
 func (w *Watcher) deliver(obj any) {
