@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/koordinator-dev/koordinator/internal/latest"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 )
 
@@ -94,7 +95,7 @@ func Watch(ctx context.Context, folder string, names []string, opt Options) *Wat
 	}
 	out.inotify = w.ino != nil
 	w.scan(w.names)
-	offer(out.updates, maps.Clone(w.cur))
+	latest.Offer(out.updates, maps.Clone(w.cur))
 
 	events := make(chan inotifyEvents)
 	if w.ino != nil {
@@ -188,7 +189,7 @@ func (w *watcher) loop(ctx context.Context, events <-chan inotifyEvents, every t
 			changed = w.scan(w.names)
 		}
 		if changed {
-			offer(w.out.updates, maps.Clone(w.cur))
+			latest.Offer(w.out.updates, maps.Clone(w.cur))
 		}
 	}
 }
@@ -386,19 +387,4 @@ func parseEvents(b []byte) inotifyEvents {
 		}
 	}
 	return ev
-}
-
-// offer puts v in a one-slot channel, replacing what the reader has not taken yet. One writer.
-func offer[T any](ch chan T, v T) {
-	for {
-		select {
-		case ch <- v:
-			return
-		default:
-		}
-		select {
-		case <-ch:
-		default:
-		}
-	}
 }

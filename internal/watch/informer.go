@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/watchlist"
+
+	"github.com/koordinator-dev/koordinator/internal/latest"
 )
 
 // podScheme knows only core/v1 Pod and PodList (plus meta/v1). The typed core/v1 client would
@@ -66,11 +68,11 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	}
 	inf := cache.NewSharedIndexInformer(&reporting{
 		inner:                cache.ToListerWatcherWithContext(lw),
-		report:               func(err error) { offer(w.errs, err) },
+		report:               func(err error) { latest.Offer(w.errs, err) },
 		watchListUnsupported: watchlist.DoesClientNotSupportWatchListSemantics(lw),
 	}, &corev1.Pod{}, 0, cache.Indexers{})
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		offer(w.errs, err)
+		latest.Offer(w.errs, err)
 	}); err != nil {
 		return nil, fmt.Errorf("setting the watch error handler: %w", err)
 	}
@@ -174,22 +176,6 @@ func (w *Watcher) NotFound() <-chan struct{} { return w.notFound }
 
 func (w *Watcher) deliver(obj any) {
 	if pod, ok := obj.(*corev1.Pod); ok {
-		offer(w.pods, pod)
-	}
-}
-
-// offer puts v in a one-slot channel, replacing what the reader has not taken yet. The informer
-// calls handlers from a single goroutine, so there is one writer per channel.
-func offer[T any](ch chan T, v T) {
-	for {
-		select {
-		case ch <- v:
-			return
-		default:
-		}
-		select {
-		case <-ch:
-		default:
-		}
+		latest.Offer(w.pods, pod)
 	}
 }
