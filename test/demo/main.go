@@ -102,8 +102,9 @@ func run(ctx context.Context, bin string, timeout time.Duration) error {
 		return err
 	}
 	say("waiting for the Job to complete")
-	job, err := waitComplete(ctx, client, timeout)
+	_, complete, err := waitComplete(ctx, client, timeout)
 	if err != nil {
+		explain(client, n)
 		return err
 	}
 	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
@@ -111,13 +112,34 @@ func run(ctx context.Context, bin string, timeout time.Duration) error {
 		return fmt.Errorf("listing the Job's pod: %v (%d pods)", err, len(pods.Items))
 	}
 	pod := pods.Items[0]
-	printTimeline(created, job, &pod, n)
+	printTimeline(created, complete, &pod, n)
 	return nil
 }
 
 func say(msg string) { fmt.Printf("==> %s\n", msg) }
 
-func waitComplete(ctx context.Context, client kubernetes.Interface, timeout time.Duration) (*batchv1.Job, error) {
+// explain prints what the Job's pods show when it did not complete: states and logs.
+func explain(client kubernetes.Interface, n *node.Node) {
+	pods, err := client.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + jobName})
+	if err != nil {
+		return
+	}
+	for _, pod := range pods.Items {
+		fmt.Printf("\npod %s: phase %s\n", pod.Name, pod.Status.Phase)
+		statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+		for _, st := range statuses {
+			state, _ := json.Marshal(st.State)
+			fmt.Printf("  %s: ready=%v restarts=%d %s\n", st.Name, st.Ready, st.RestartCount, state)
+			for _, line := range strings.Split(strings.TrimSpace(n.Logs(pod.Namespace, pod.Name, st.Name)), "\n") {
+				fmt.Printf("    | %s\n", line)
+			}
+		}
+	}
+}
+
+// waitComplete polls the Job until the Job controller marks it Complete; it returns the Job and
+// when that was first seen (the condition's own time has whole seconds only).
+func waitComplete(ctx context.Context, client kubernetes.Interface, timeout time.Duration) (*batchv1.Job, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -129,15 +151,15 @@ func waitComplete(ctx context.Context, client kubernetes.Interface, timeout time
 				}
 				switch c.Type {
 				case batchv1.JobComplete:
-					return job, nil
+					return job, time.Now(), nil
 				case batchv1.JobFailed:
-					return nil, fmt.Errorf("the Job failed: %s", c.Message)
+					return nil, time.Time{}, fmt.Errorf("the Job failed: %s", c.Message)
 				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("the Job did not complete in time")
+			return nil, time.Time{}, errors.New("the Job did not complete in time")
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -150,8 +172,8 @@ type event struct {
 }
 
 // printTimeline reads koordinator's own log lines in both containers (JSON, with nanosecond
-// times) and the Job's completion, relative to when the Job was applied.
-func printTimeline(created time.Time, job *batchv1.Job, pod *corev1.Pod, n *node.Node) {
+// times) and when the Job's completion was seen, relative to when the Job was applied.
+func printTimeline(created, complete time.Time, pod *corev1.Pod, n *node.Node) {
 	var events []event
 	find := func(container, msg, what string, match func(map[string]any) bool) {
 		for _, line := range jsonLines(n.Logs(pod.Namespace, pod.Name, container)) {
@@ -170,11 +192,7 @@ func printTimeline(created time.Time, job *batchv1.Job, pod *corev1.Pod, n *node
 	find("proxy", "stop dependencies exited", "proxy's koordinator saw main exit for good", nil)
 	find("proxy", "stopping the child", "proxy sent its stop signal (after stopDelay 1s)", nil)
 	find("proxy", "child exited", "proxy exited", nil)
-	for _, c := range job.Status.Conditions {
-		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
-			events = append(events, event{c.LastTransitionTime.Time, "Job Complete (API time, 1 s resolution)"})
-		}
-	}
+	events = append(events, event{complete, "Job Complete (seen through the API)"})
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at.Before(events[j].at) })
 	fmt.Printf("\nTimeline of pod %s (t = 0 when the Job was applied):\n", pod.Name)
 	for _, e := range events {

@@ -280,6 +280,12 @@ func buildRoot(s *initSpec) error {
 		if err := os.MkdirAll(filepath.Dir(in(f.Target)), 0o755); err != nil {
 			return err
 		}
+		// Replace rather than overwrite: without root, a file of the host's /etc seen through the
+		// overlay belongs to an unmapped owner and cannot be opened for writing, but the folder
+		// entry can be replaced.
+		if err := os.Remove(in(f.Target)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 		if err := os.WriteFile(in(f.Target), []byte(f.Content), 0o644); err != nil {
 			return err
 		}
