@@ -47,8 +47,9 @@ $(STATICCHECK):
 fuzz: ## a minute of fuzzing the spec parser
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/spec
 
-bench: build ## start-up figures (see docs/performance.md)
+bench: build controlplane ## start-up and stop-reaction figures (see docs/performance.md)
 	bash hack/bench-startup.sh
+	bash hack/bench-reaction.sh
 
 controlplane: ## build the local control plane once (~11 min on 2 cores), cached in .cache/controlplane
 	bash hack/build-control-plane.sh

@@ -1,0 +1,59 @@
+// Command helper is the child that hack/benchreaction runs under koordinator. It records one
+// moment as nanoseconds of the host's wall clock (time.Now().UnixNano()) in FILE, which it opens
+// before it says it is ready, so that recording costs one write(2):
+//
+//	helper exit FILE   the dependency's child: prints "ready", reads stdin to its end, records the
+//	                   time and exits 0 (the benchmark closes stdin to make it exit)
+//	helper term FILE   the sidecar's child: prints "ready" once SIGTERM is caught, records the time
+//	                   it receives SIGTERM and exits 0
+//
+// Either dies with its parent (PR_SET_PDEATHSIG) and gives up after a minute, so that nothing is
+// left running if the benchmark dies.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 3 || (os.Args[1] != "exit" && os.Args[1] != "term") {
+		fmt.Fprintln(os.Stderr, "usage: helper exit|term FILE")
+		os.Exit(2)
+	}
+	parent := os.Getppid()
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	if os.Getppid() != parent { // the parent died before the prctl
+		os.Exit(3)
+	}
+	time.AfterFunc(time.Minute, func() { os.Exit(3) })
+
+	f, err := os.OpenFile(os.Args[2], os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	var sigs chan os.Signal
+	if os.Args[1] == "term" {
+		sigs = make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+	}
+	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+		os.Exit(2)
+	}
+	if sigs != nil {
+		<-sigs
+	} else {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+	}
+	now := time.Now().UnixNano()
+	if _, err := f.WriteString(strconv.FormatInt(now, 10)); err != nil {
+		os.Exit(2)
+	}
+	os.Exit(0)
+}

@@ -1,0 +1,877 @@
+// Command benchreaction measures koordinator's stop reaction: how soon a sidecar's child gets
+// its stop signal once its stop dependency has exited, with the real binary against a real local
+// control plane (test/testenv). In one run it alternates, n times each:
+//
+//   - channel: wrappers "proxy" ({"name":"proxy","stopDeps":["main"]}) and "main" ({"name":"main"})
+//     run from one folder (the pod's emptyDir) and tell each other through the pod-local channel.
+//     Main's child records the time just before it exits; proxy's child records the time it
+//     receives SIGTERM. Nothing writes the API after the pod's start.
+//   - API: proxy alone, with KOORDINATOR_LOCAL_STATE=off; the benchmark writes main
+//     `terminated` (exit 0) through the status subresource, the time taken just before the
+//     request. In the same run a plain client-go watch in this process times the same write
+//     (request start → event received): the floor.
+//   - instrument: the same helpers without koordinator: the exit helper's exit as seen by this
+//     process's own wait, and SIGTERM sent by this process straight to the term helper. What the
+//     channel reaction has beyond these two is koordinator's.
+//
+// Every run gets a fresh pod (bound to a node that does not exist, so nothing else touches it;
+// restartPolicy Never; status written as a kubelet would: both containers running). Every time is
+// time.Now().UnixNano(), the host's wall clock, on one machine. It prints a markdown table of p50
+// and p99 and, with -doc, writes it to the "## Stop reaction" section of docs/performance.md.
+//
+//	go run ./hack/benchreaction -bin bin/koordinator -n 200 -doc docs/performance.md
+package main
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/koordinator-dev/koordinator/test/testenv"
+)
+
+const (
+	namespace = "default" // has its ServiceAccount once testenv.Start returns
+	waitLimit = 30 * time.Second
+	section   = "## Stop reaction"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/koordinator", "the koordinator binary")
+	n := flag.Int("n", 200, "runs of each setup")
+	settle := flag.Duration("settle", 50*time.Millisecond, "idle time between both wrappers being ready and the trigger")
+	doc := flag.String("doc", "", "markdown file whose \""+section+"\" section is written (created or replaced)")
+	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole benchmark")
+	flag.BoolVar(&verbose, "v", false, "print each run's figures and the wrappers' logs")
+	flag.StringVar(&logLevel, "log-level", "", "KOORDINATOR_LOG_LEVEL for the wrappers (for diagnosis; the figures are taken at the default, info)")
+	flag.Parse()
+	if err := run(*bin, *n, *settle, *doc, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreaction:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	verbose  bool
+	logLevel string
+)
+
+type bench struct {
+	client     kubernetes.Interface
+	kubeconfig string
+	tmp        string
+	helper     string
+	chBin      string // koordinator in the channel setup's emptyDir
+	apiBin     string // koordinator in the API setup's emptyDir
+	settle     time.Duration
+}
+
+func run(bin string, n int, settle time.Duration, doc string, timeout time.Duration) error {
+	if n < 1 {
+		return errors.New("-n must be at least 1")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("%s: %w (run make build)", bin, err)
+	}
+	goVersion := info.GoVersion
+	loadAvg := strings.Join(firstFields(readLine("/proc/loadavg"), 3), " ")
+	removeStale(filepath.Join(root, ".cache"))
+	tmp, err := os.MkdirTemp(filepath.Join(root, ".cache"), "benchreaction-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.WriteFile(filepath.Join(tmp, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+
+	b := &bench{tmp: tmp, settle: settle, helper: filepath.Join(tmp, "helper")}
+	build := exec.Command("go", "build", "-trimpath", "-o", b.helper, "./hack/benchreaction/helper")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the helper: %v\n%s", err, out)
+	}
+	if b.chBin, err = install(bin, filepath.Join(tmp, "emptydir-channel")); err != nil {
+		return err
+	}
+	if b.apiBin, err = install(bin, filepath.Join(tmp, "emptydir-api")); err != nil {
+		return err
+	}
+
+	began := time.Now()
+	cp, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "benchreaction: stopping the control plane:", err)
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "benchreaction: control plane up in %s; %d runs of each setup\n", time.Since(began).Round(time.Millisecond), n)
+	rc := cp.RESTConfig()
+	rc.QPS = -1 // no client-side throttling on the timed request
+	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	b.kubeconfig = cp.Kubeconfig()
+
+	var channel, api, floors []sample
+	began = time.Now()
+	for i := range n {
+		f, err := b.floorRun(ctx)
+		if err != nil {
+			return fmt.Errorf("instrument floor run %d: %w", i, err)
+		}
+		floors = append(floors, f)
+		for k := range 2 {
+			if (i+k)%2 == 0 {
+				s, err := b.channelRun(ctx, i)
+				if err != nil {
+					return fmt.Errorf("channel run %d: %w", i, err)
+				}
+				channel = append(channel, s)
+				continue
+			}
+			s, err := b.apiRun(ctx, i)
+			if err != nil {
+				return fmt.Errorf("API run %d: %w", i, err)
+			}
+			api = append(api, s)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "benchreaction: %d rounds (channel, API, instrument) in %s\n", n, time.Since(began).Round(time.Millisecond))
+
+	table := makeTable(n, channel, api, floors)
+	fmt.Print(table)
+	if doc == "" {
+		return nil
+	}
+	var text strings.Builder
+	err = template.Must(template.New("section").Parse(sectionTemplate)).Execute(&text, map[string]any{
+		"Date": time.Now().Format("2006-01-02"), "Cores": runtime.NumCPU(), "CPU": cpuModel(),
+		"Kernel": readLine("/proc/sys/kernel/osrelease"), "GoVersion": goVersion, "Load": loadAvg,
+		"Table": table, "N": n, "Settle": settle,
+	})
+	if err != nil {
+		return err
+	}
+	if err := replaceSection(doc, section, text.String()); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "benchreaction: wrote %q in %s\n", section, doc)
+	return nil
+}
+
+// sectionTemplate is the "## Stop reaction" section of docs/performance.md.
+//
+//go:embed section.md.tmpl
+var sectionTemplate string
+
+// ownerFile in the benchmark's folder holds the pid of the benchmark that made it.
+const ownerFile = "owner.pid"
+
+// removeStale removes the folders of benchmarks that died without cleaning up (SIGKILL); their
+// processes died with them (Pdeathsig).
+func removeStale(cache string) {
+	dirs, _ := filepath.Glob(filepath.Join(cache, "benchreaction-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// install copies the binary into a fresh folder, as the init container does into the emptyDir.
+func install(bin, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "koordinator")
+	return dst, os.WriteFile(dst, data, 0o755)
+}
+
+// --- the setups -----------------------------------------------------------------------------
+
+// sample is one run's figures. The parts in between come from the wrappers' own log lines (zap
+// takes the time when the line is logged).
+type sample struct {
+	reaction time.Duration // trigger → proxy's child has SIGTERM
+	floor    time.Duration // API only: trigger → the benchmark's watch has the event
+	reaped   time.Duration // channel only: main's child exits → main's wrapper logs "child exited"
+	decided  time.Duration // trigger → proxy's wrapper logs "stop dependencies exited"
+	signaled time.Duration // that line → proxy's child has SIGTERM
+}
+
+// channelRun is one stop through the pod-local channel: proxy's SIGTERM time − main's exit time.
+func (b *bench) channelRun(ctx context.Context, i int) (sample, error) {
+	var none sample
+	name := fmt.Sprintf("channel-%d", i)
+	if _, err := b.newPod(ctx, name); err != nil {
+		return none, err
+	}
+	defer b.deletePod(name)
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(b.chBin), ".state")); err != nil {
+		return none, err
+	}
+	termFile, exitFile := filepath.Join(b.tmp, "proxy-term"), filepath.Join(b.tmp, "main-exit")
+	for _, f := range []string{termFile, exitFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return none, err
+		}
+	}
+
+	proxy, err := b.start("proxy", b.env(name, `{"name":"proxy","stopDeps":["main"]}`, false),
+		[]string{b.chBin, b.helper, "term", termFile}, false)
+	if err != nil {
+		return none, err
+	}
+	defer proxy.kill()
+	if err := proxy.waitReady(ctx); err != nil {
+		return none, err
+	}
+	main, err := b.start("main", b.env(name, `{"name":"main"}`, false),
+		[]string{b.chBin, b.helper, "exit", exitFile}, true)
+	if err != nil {
+		return none, err
+	}
+	defer main.kill()
+	if err := main.waitReady(ctx); err != nil {
+		return none, err
+	}
+	if err := sleep(ctx, b.settle); err != nil {
+		return none, err
+	}
+
+	main.stdin.Close() // main's child takes the time and exits
+	if err := proxy.waitExit(ctx); err != nil {
+		return none, err
+	}
+	if err := main.waitExit(ctx); err != nil {
+		return none, err
+	}
+	if !strings.Contains(proxy.output(), `"fromStateFiles":["main"]`) {
+		return none, fmt.Errorf("proxy did not stop because of main's state file; its log:\n%s", proxy.output())
+	}
+	exited, err := readStamp(exitFile)
+	if err != nil {
+		return none, err
+	}
+	termed, err := readStamp(termFile)
+	if err != nil {
+		return none, fmt.Errorf("%w; proxy's log:\n%s", err, proxy.output())
+	}
+	reaped, err := logTime(main.output(), "child exited")
+	if err != nil {
+		return none, err
+	}
+	decided, err := logTime(proxy.output(), "stop dependencies exited")
+	if err != nil {
+		return none, err
+	}
+	s := sample{reaction: time.Duration(termed - exited), reaped: time.Duration(reaped - exited),
+		decided: time.Duration(decided - exited), signaled: time.Duration(termed - decided)}
+	if verbose {
+		fmt.Fprintf(os.Stderr, "--- %s: %+v\nmain:\n%sproxy:\n%s", name, s, main.output(), proxy.output())
+	}
+	return s, nil
+}
+
+// apiRun is one stop through the API only: proxy's SIGTERM time − the time before the status
+// write, and the floor: the event's arrival at a plain watch − the same time.
+func (b *bench) apiRun(ctx context.Context, i int) (sample, error) {
+	var none sample
+	name := fmt.Sprintf("api-%d", i)
+	pod, err := b.newPod(ctx, name)
+	if err != nil {
+		return none, err
+	}
+	defer b.deletePod(name)
+	termFile := filepath.Join(b.tmp, "proxy-term")
+	if err := os.Remove(termFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return none, err
+	}
+
+	proxy, err := b.start("proxy", b.env(name, `{"name":"proxy","stopDeps":["main"]}`, true),
+		[]string{b.apiBin, b.helper, "term", termFile}, false)
+	if err != nil {
+		return none, err
+	}
+	defer proxy.kill()
+	if err := proxy.waitReady(ctx); err != nil {
+		return none, err
+	}
+
+	w, err := b.client.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("metadata.name", name).String(),
+		ResourceVersion: pod.ResourceVersion,
+	})
+	if err != nil {
+		return none, err
+	}
+	defer w.Stop()
+	seen := make(chan int64, 1)
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && mainTerminated(p) {
+				seen <- time.Now().UnixNano()
+				return
+			}
+		}
+	}()
+	if err := sleep(ctx, b.settle); err != nil {
+		return none, err
+	}
+
+	setContainer(&pod.Status, "main", terminated(0))
+	written := time.Now().UnixNano()
+	if _, err := b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return none, err
+	}
+	var eventAt int64
+	select {
+	case eventAt = <-seen:
+	case <-time.After(waitLimit):
+		return none, errors.New("the watch never delivered main's termination")
+	case <-ctx.Done():
+		return none, ctx.Err()
+	}
+	if err := proxy.waitExit(ctx); err != nil {
+		return none, err
+	}
+	if out := proxy.output(); !strings.Contains(out, `"msg":"stop dependencies exited"`) || strings.Contains(out, `"fromStateFiles":["`) {
+		return none, fmt.Errorf("proxy did not stop because of the API; its log:\n%s", out)
+	}
+	termed, err := readStamp(termFile)
+	if err != nil {
+		return none, fmt.Errorf("%w; proxy's log:\n%s", err, proxy.output())
+	}
+	decided, err := logTime(proxy.output(), "stop dependencies exited")
+	if err != nil {
+		return none, err
+	}
+	s := sample{reaction: time.Duration(termed - written), floor: time.Duration(eventAt - written),
+		decided: time.Duration(decided - written), signaled: time.Duration(termed - decided)}
+	if verbose {
+		fmt.Fprintf(os.Stderr, "--- %s: %+v\nproxy:\n%s", name, s, proxy.output())
+	}
+	return s, nil
+}
+
+// floorRun times the instrument without koordinator: the exit helper's exit as seen by a plain
+// parent (its time → the benchmark's Wait returns) and SIGTERM from a plain parent to the term
+// helper (just before kill(2) → its time).
+func (b *bench) floorRun(ctx context.Context) (sample, error) {
+	var none sample
+	termFile, exitFile := filepath.Join(b.tmp, "floor-term"), filepath.Join(b.tmp, "floor-exit")
+	ex, err := b.start("exit helper", []string{"PATH=/usr/bin:/bin"}, []string{b.helper, "exit", exitFile}, true)
+	if err != nil {
+		return none, err
+	}
+	ex.direct = true
+	defer ex.kill()
+	tm, err := b.start("term helper", []string{"PATH=/usr/bin:/bin"}, []string{b.helper, "term", termFile}, false)
+	if err != nil {
+		return none, err
+	}
+	tm.direct = true
+	defer tm.kill()
+	for _, p := range []*proc{ex, tm} {
+		if err := p.waitReady(ctx); err != nil {
+			return none, err
+		}
+	}
+	if err := sleep(ctx, b.settle); err != nil {
+		return none, err
+	}
+
+	ex.stdin.Close()
+	if err := ex.waitExit(ctx); err != nil {
+		return none, err
+	}
+	exited, err := readStamp(exitFile)
+	if err != nil {
+		return none, err
+	}
+	if err := sleep(ctx, b.settle); err != nil {
+		return none, err
+	}
+	sent := time.Now().UnixNano()
+	if err := tm.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return none, err
+	}
+	if err := tm.waitExit(ctx); err != nil {
+		return none, err
+	}
+	termed, err := readStamp(termFile)
+	if err != nil {
+		return none, err
+	}
+	return sample{reaped: time.Duration(ex.waitedAt - exited), signaled: time.Duration(termed - sent)}, nil
+}
+
+func (b *bench) env(pod, spec string, localOff bool) []string {
+	env := []string{
+		"PATH=/usr/bin:/bin",
+		"KUBECONFIG=" + b.kubeconfig,
+		"KOORDINATOR_POD_NAME=" + pod,
+		"KOORDINATOR_POD_NAMESPACE=" + namespace,
+		"KOORDINATOR_SPEC=" + spec,
+	}
+	if localOff {
+		env = append(env, "KOORDINATOR_LOCAL_STATE=off")
+	}
+	if logLevel != "" {
+		env = append(env, "KOORDINATOR_LOG_LEVEL="+logLevel)
+	}
+	return env
+}
+
+// --- the pod --------------------------------------------------------------------------------
+
+// newPod creates the pod and writes its status as a kubelet would once both containers run.
+func (b *bench) newPod(ctx context.Context, name string) (*corev1.Pod, error) {
+	grace := int64(30)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:                      "no-such-node", // bound, so no scheduler or kubelet touches it
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{
+				{Name: "main", Image: "busybox", Command: []string{"/koordinator/koordinator", "helper", "exit"}},
+				{Name: "proxy", Image: "busybox", Command: []string{"/koordinator/koordinator", "helper", "term"}},
+			},
+		},
+	}
+	pod, err := b.client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	// The API keeps whole seconds: truncating keeps startedAt from being later than main's exit,
+	// which would make its state file look stale.
+	started := metav1.NewTime(time.Now().Truncate(time.Second))
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &started}
+	for _, c := range []string{"main", "proxy"} {
+		yes := true
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c, Image: "busybox", Started: &yes, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}},
+		})
+	}
+	return b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+}
+
+func (b *bench) deletePod(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	zero := int64(0)
+	_ = b.client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+}
+
+func setContainer(s *corev1.PodStatus, name string, change func(*corev1.ContainerStatus)) {
+	for i := range s.ContainerStatuses {
+		if s.ContainerStatuses[i].Name == name {
+			change(&s.ContainerStatuses[i])
+		}
+	}
+}
+
+func terminated(code int32) func(*corev1.ContainerStatus) {
+	return func(s *corev1.ContainerStatus) {
+		no := false
+		now := metav1.Now()
+		started := s.State.Running.StartedAt
+		s.Started, s.Ready = &no, false
+		s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: code, Reason: "Completed", StartedAt: started, FinishedAt: now,
+		}}
+	}
+}
+
+func mainTerminated(p *corev1.Pod) bool {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == "main" && s.State.Terminated != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// --- wrappers as real processes -------------------------------------------------------------
+
+// spawnCh serves Start on one goroutine locked to its thread: Pdeathsig fires when the thread
+// that forked exits (golang/go#27505), so it means "the benchmark died", nothing else.
+var spawnCh = make(chan spawnRequest)
+
+type spawnRequest struct {
+	cmd   *exec.Cmd
+	reply chan error
+}
+
+func init() {
+	go func() {
+		runtime.LockOSThread()
+		for req := range spawnCh {
+			req.reply <- req.cmd.Start()
+		}
+	}()
+}
+
+// proc is one koordinator process; its stdout and stderr (its log and its child's "ready") are
+// read into one buffer.
+type proc struct {
+	name     string
+	cmd      *exec.Cmd
+	stdin    *os.File // the write end of the child's stdin, when asked for
+	changed  chan struct{}
+	done     chan struct{} // closed once Wait returned
+	mu       sync.Mutex
+	out      bytes.Buffer
+	childPid int
+	direct   bool  // a helper started by the benchmark itself, without koordinator
+	waitedAt int64 // when Wait returned (Unix ns); valid once done is closed
+}
+
+func (b *bench) start(name string, env, argv []string, withStdin bool) (*proc, error) {
+	p := &proc{name: name, changed: make(chan struct{}, 1), done: make(chan struct{})}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var stdinR *os.File
+	if withStdin {
+		if stdinR, p.stdin, err = os.Pipe(); err != nil {
+			r.Close()
+			w.Close()
+			return nil, err
+		}
+		p.cmd.Stdin = stdinR
+	}
+	reply := make(chan error, 1)
+	spawnCh <- spawnRequest{cmd: p.cmd, reply: reply}
+	err = <-reply
+	w.Close()
+	if stdinR != nil {
+		stdinR.Close()
+	}
+	if err != nil {
+		r.Close()
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() {
+		defer r.Close()
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				p.out.Write(buf[:n])
+				p.mu.Unlock()
+				select {
+				case p.changed <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		_ = p.cmd.Wait()
+		p.waitedAt = time.Now().UnixNano()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+var childStarted = regexp.MustCompile(`"msg":"child started".*"pid":(\d+)`)
+
+// waitReady waits for "child started" in the wrapper's log and "ready" from its child.
+func (p *proc) waitReady(ctx context.Context) error {
+	limit := time.NewTimer(waitLimit)
+	defer limit.Stop()
+	for {
+		out := p.output()
+		if m := childStarted.FindStringSubmatch(out); m != nil || p.direct {
+			if m != nil {
+				p.childPid, _ = strconv.Atoi(m[1])
+			}
+			if slices.Contains(strings.Split(out, "\n"), "ready") {
+				return nil
+			}
+		}
+		select {
+		case <-p.changed:
+		case <-p.done:
+			time.Sleep(10 * time.Millisecond) // let the reader take the last output
+			return fmt.Errorf("%s exited before its child was ready (%s); its log:\n%s", p.name, p.cmd.ProcessState, p.output())
+		case <-limit.C:
+			return fmt.Errorf("%s's child not ready within %s; its log:\n%s", p.name, waitLimit, p.output())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (p *proc) waitExit(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(waitLimit):
+		return fmt.Errorf("%s did not exit within %s; its log:\n%s", p.name, waitLimit, p.output())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// kill ends the wrapper and its child's process group if they still run, and waits for the
+// wrapper. On the normal path both have exited and this does nothing.
+func (p *proc) kill() {
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	if p.childPid > 0 && !p.direct {
+		_ = syscall.Kill(-p.childPid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		fmt.Fprintf(os.Stderr, "benchreaction: %s (pid %d) did not die\n", p.name, p.cmd.Process.Pid)
+	}
+}
+
+// --- figures --------------------------------------------------------------------------------
+
+func makeTable(n int, channel, api, floors []sample) string {
+	get := func(ss []sample, f func(sample) time.Duration) []time.Duration {
+		d := make([]time.Duration, len(ss))
+		for i, s := range ss {
+			d[i] = f(s)
+		}
+		return d
+	}
+	reaction := func(s sample) time.Duration { return s.reaction }
+	ch, ap := get(channel, reaction), get(api, reaction)
+	fl := get(api, func(s sample) time.Duration { return s.floor })
+	diff := get(api, func(s sample) time.Duration { return s.reaction - s.floor })
+	exitFloor := get(floors, func(s sample) time.Duration { return s.reaped })
+	sigFloor := get(floors, func(s sample) time.Duration { return s.signaled })
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "| stop reaction (%d interleaved runs of each setup) | p50 | p99 | n |\n|---|---|---|---|\n", n)
+	row := func(name string, d []time.Duration) {
+		fmt.Fprintf(&sb, "| %s | %s | %s | %d |\n", name, ms(pct(d, 0.50)), ms(pct(d, 0.99)), len(d))
+	}
+	row("**through the pod-local channel**: main's child exits → proxy's child receives SIGTERM", ch)
+	row("**through the API only** (`KOORDINATOR_LOCAL_STATE=off`): main `terminated` written → proxy's child receives SIGTERM", ap)
+	row("floor of the API reaction: the same write seen by a plain client-go watch (request start → event received)", fl)
+	row("API reaction − its floor, per run", diff)
+	row("instrument: main's child exits → a plain parent's wait returns (no koordinator)", exitFloor)
+	row("instrument: a plain parent's kill(2) → proxy's child receives SIGTERM (no koordinator)", sigFloor)
+	c50, a50, f50, a99, f99 := pct(ch, 0.5), pct(ap, 0.5), pct(fl, 0.5), pct(ap, 0.99), pct(fl, 0.99)
+	e50, s50 := pct(exitFloor, 0.5), pct(sigFloor, 0.5)
+	fmt.Fprintf(&sb, "| channel reaction − both instrument rows (p50 − p50 − p50): koordinator's own share | %s | | |\n", ms(c50-e50-s50))
+	sb.WriteString("\n")
+	fmt.Fprintf(&sb, "Targets: channel ≤ 1 ms at p50 (issue 7): %s (%s). API reaction ≤ floor + 1 ms at p50 (issue 8): %s (%s; limit %s). "+
+		"API reaction ≤ floor p99 + 3 ms at p99 (issue 8): %s (%s; limit %s).\n\n",
+		verdict(c50 <= time.Millisecond), ms(c50),
+		verdict(a50 <= f50+time.Millisecond), ms(a50), ms(f50+time.Millisecond),
+		verdict(a99 <= f99+3*time.Millisecond), ms(a99), ms(f99+3*time.Millisecond))
+
+	p50 := func(ss []sample, f func(sample) time.Duration) string { return ms(pct(get(ss, f), 0.5)) }
+	sb.WriteString("Where the time goes (p50 of each part, from the wrappers' own log timestamps; medians need not add up):\n\n")
+	sb.WriteString("| part | channel | API only |\n|---|---|---|\n")
+	fmt.Fprintf(&sb, "| main's child exits → main's wrapper has reaped it (logs \"child exited\"): the child's exit in the kernel, SIGCHLD, wait4 | %s | |\n",
+		p50(channel, func(s sample) time.Duration { return s.reaped }))
+	fmt.Fprintf(&sb, "| main's wrapper has reaped it → proxy's wrapper decides (logs \"stop dependencies exited\"): publishing, inotify, reading and judging the file | %s | |\n",
+		p50(channel, func(s sample) time.Duration { return s.decided - s.reaped }))
+	fmt.Fprintf(&sb, "| status written → proxy's wrapper decides: the write, the watch event, judging the pod | | %s |\n",
+		p50(api, func(s sample) time.Duration { return s.decided }))
+	fmt.Fprintf(&sb, "| proxy's wrapper decides → proxy's child receives SIGTERM: two log lines, kill(2) from a new goroutine, Go's signal delivery in the child | %s | %s |\n",
+		p50(channel, func(s sample) time.Duration { return s.signaled }), p50(api, func(s sample) time.Duration { return s.signaled }))
+	return sb.String()
+}
+
+// logTime is the time (Unix nanoseconds) of the first line of a koordinator JSON log with msg.
+func logTime(log, msg string) (int64, error) {
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, `"msg":"`+msg+`"`) {
+			continue
+		}
+		m := logTimeField.FindStringSubmatch(line)
+		if m == nil {
+			break
+		}
+		t, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			return 0, fmt.Errorf("log line %q: %w", line, err)
+		}
+		return t.UnixNano(), nil
+	}
+	return 0, fmt.Errorf("no %q line with a time in the log:\n%s", msg, log)
+}
+
+var logTimeField = regexp.MustCompile(`"time":"([^"]+)"`)
+
+// pct is the nearest-rank percentile.
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// replaceSection replaces the section that starts with a line beginning with heading (up to the
+// next "## " heading) with text, or appends text when there is none.
+func replaceSection(path, heading, text string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	start, end := -1, len(lines)
+	for i, l := range lines {
+		if start < 0 {
+			if strings.HasPrefix(l, heading) {
+				start = i
+			}
+			continue
+		}
+		if strings.HasPrefix(l, "## ") {
+			end = i
+			break
+		}
+	}
+	var out string
+	switch {
+	case start < 0:
+		out = strings.TrimRight(string(b), "\n") + "\n\n" + text
+	case end == len(lines):
+		out = strings.Join(lines[:start], "") + text
+	default:
+		out = strings.Join(lines[:start], "") + text + "\n" + strings.Join(lines[end:], "")
+	}
+	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+// --- small things ---------------------------------------------------------------------------
+
+func readStamp(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("no timestamp: %w", err)
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func readLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func firstFields(s string, n int) []string {
+	f := strings.Fields(s)
+	return f[:min(n, len(f))]
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for l := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
