@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -307,33 +308,59 @@ echo main: first run fails; sleep 1; exit 1
 	}
 }
 
-// TestPodDeletionSidecarOutlivesMain deletes a pod while main works. Main traps SIGTERM and exits
-// 2 s later; the sidecar ({"stopDeps":["main"]}) gets its stop signal only after main exited, and
-// within the pod's grace period (20 s).
+// TestPodDeletionSidecarOutlivesMain deletes a pod while main works (issue 7's first scenario).
+// The grace period is 30 s; main traps SIGTERM and exits 2 s later; the sidecar
+// ({"stopDeps":["main"]}) gets its stop signal only after main exited, and within the grace period.
 //
 // How long the sidecar holds depends on how it learns of main's exit: the kubelet (and the test
 // node) writes no container state while a pod's containers stop, so through the API alone the
 // sidecar learns nothing and holds until 2 s before the grace period ends; the pod-local channel
-// tells it at once. Both ways run (the second with KOORDINATOR_LOCAL_STATE=off); the bounds
-// asserted hold for both, the timings are logged.
+// tells it at once. Both ways run (the second with KOORDINATOR_LOCAL_STATE=off on both wrappers):
+// with the channel the sidecar's child hears its stop signal at most 1 s after main's child
+// exited, without it only after grace − 5 s and before the grace period ends. "Hears its stop
+// signal" is the sidecar child's own line on TERM ("sidecar: stopping", timed when the node
+// received it); "main's exit" is the "time" of main's koordinator's "child exited" line. Both
+// are on the host's clock. The two figures are logged in one fixed-format line.
 func TestPodDeletionSidecarOutlivesMain(t *testing.T) {
 	parallel(t)
+	var mu sync.Mutex
+	var channel, apiOnly time.Duration // stop signal heard after main's exit; 0: not measured
+	// Cleanup runs once both subtests have ended.
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if channel > 0 && apiOnly > 0 {
+			t.Logf("deletion: channel: stop %.3fs after main's exit; api-only: %.3fs after; grace %ds",
+				channel.Seconds(), apiOnly.Seconds(), deletionGrace)
+		}
+	})
 	t.Run("pod-local channel", func(t *testing.T) {
 		t.Parallel()
-		podDeletion(t, nil)
+		d := podDeletion(t, nil)
+		mu.Lock()
+		channel = d
+		mu.Unlock()
 	})
 	t.Run("API only", func(t *testing.T) {
 		t.Parallel()
-		podDeletion(t, []corev1.EnvVar{{Name: "KOORDINATOR_LOCAL_STATE", Value: "off"}})
+		d := podDeletion(t, []corev1.EnvVar{{Name: "KOORDINATOR_LOCAL_STATE", Value: "off"}})
+		mu.Lock()
+		apiOnly = d
+		mu.Unlock()
 	})
 }
 
-func podDeletion(t *testing.T, env []corev1.EnvVar) {
+// deletionGrace is the deleted pod's terminationGracePeriodSeconds (issue 7: 30 s).
+const deletionGrace = 30
+
+// podDeletion runs the deletion scenario with env added to both wrappers and returns how long
+// after main's child exited the sidecar's child heard its stop signal.
+func podDeletion(t *testing.T, env []corev1.EnvVar) time.Duration {
 	ns := newNamespace(t, "e2e-deletion")
 	rec := record(t, ns, "deleted")
 	dumpOnFailure(t, ns, rec)
 	applyFile(t, ns, "deploy/rbac.yaml")
-	const grace = 20
+	apiOnly := len(env) > 0
 	sidecar := readyOnFile(wrapped("sidecar", `{"stopDeps":["main"]}`, serveScript("sidecar", 0)))
 	main := wrapped("main", `{"startDeps":["sidecar"]}`, `trap 'echo main: got TERM; sleep 2; echo main: exiting; exit 0' TERM
 echo main: working
@@ -341,14 +368,16 @@ while true; do sleep 1 & wait $!; done
 `)
 	sidecar.Env = append(sidecar.Env, env...)
 	main.Env = append(main.Env, env...)
-	createPod(t, ns, "deleted", podSpec(corev1.RestartPolicyNever, grace, nil, sidecar, main))
+	createPod(t, ns, "deleted", podSpec(corev1.RestartPolicyNever, deletionGrace, nil, sidecar, main))
 	waitLog(t, ns, "deleted", "main", 2*time.Minute, "main: working")
 
 	deleted := time.Now()
 	if err := client.CoreV1().Pods(ns).Delete(context.Background(), "deleted", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	graceEnds := deleted.Add(grace * time.Second)
+	// The node counts the grace period from when it saw the deletion, a moment later: this
+	// bound is the stricter one.
+	graceEnds := deleted.Add(deletionGrace * time.Second)
 	waitPodGone(t, ns, "deleted", 2*time.Minute)
 	gone := time.Now()
 
@@ -382,8 +411,9 @@ while true; do sleep 1 & wait $!; done
 	tl.add("pod gone from the API (seen)", gone)
 	tl.log(t)
 	reason := sl.matching("stop condition")[0].Fields["reason"]
-	t.Logf("main's child exited %.3fs after the deletion; the sidecar held %.3fs after that (stop reason %v) and was stopped %.3fs before the grace period ended",
-		mainExited.Sub(deleted).Seconds(), stopping.Sub(mainExited).Seconds(), reason, graceEnds.Sub(stopping).Seconds())
+	heard := sideTold.Sub(mainExited)
+	t.Logf("main's child exited %.3fs after the deletion; the sidecar was sent its stop signal %.3fs after that and its child heard it %.3fs after (stop reason %v), %.3fs before the grace period ended",
+		mainExited.Sub(deleted).Seconds(), stopping.Sub(mainExited).Seconds(), heard.Seconds(), reason, graceEnds.Sub(sideTold).Seconds())
 
 	if d := mainExited.Sub(deleted); d < 1500*time.Millisecond {
 		t.Errorf("main's child exited %s after the deletion, want about 2 s (its TERM trap)", d)
@@ -396,6 +426,29 @@ while true; do sleep 1 & wait $!; done
 	if n := len(sl.matching("child started")); n != 1 {
 		t.Errorf("the sidecar's child started %d times", n)
 	}
+	if !apiOnly {
+		// The channel: main's state file ends the hold.
+		if heard > time.Second {
+			t.Errorf("with the pod-local channel the sidecar's child heard its stop signal %s after main's child exited, want ≤ 1s", heard)
+		}
+		if reason != "stop dependencies exited" {
+			t.Errorf("with the pod-local channel the sidecar stopped for %v, want \"stop dependencies exited\"", reason)
+		}
+		if m := sl.matching("stop dependencies exited"); len(m) != 1 || !strings.Contains(fmt.Sprint(m[0].Fields["fromStateFiles"]), "main") {
+			t.Errorf("the sidecar's stop dependencies exited lines %+v: want one, with main from its state file", m)
+		}
+		return heard
+	}
+	// API only: nothing tells the sidecar before its hold deadline (grace − 2 s after its SIGTERM).
+	if early := deleted.Add((deletionGrace - 5) * time.Second); !sideTold.After(early) {
+		t.Errorf("API only: the sidecar's child heard its stop signal %.3fs after the deletion, want after grace − 5 s (%ds): the API cannot show main's exit during the deletion",
+			sideTold.Sub(deleted).Seconds(), deletionGrace-5)
+	}
+	before(t, sideTold, graceEnds, "API only: the sidecar's child heard its stop signal before the grace period ended")
+	if reason != "grace period ends" {
+		t.Errorf("API only: the sidecar stopped for %v, want \"grace period ends\" (its hold deadline)", reason)
+	}
+	return heard
 }
 
 // TestRBACMissing: the namespace has the ServiceAccount and the Role of deploy/rbac.yaml but no
