@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -74,17 +73,9 @@ func TestCronJobScheduledRun(t *testing.T) {
 			if j.Name != job {
 				continue
 			}
-			for _, c := range j.Status.Conditions {
-				if c.Status != corev1.ConditionTrue {
-					continue
-				}
-				switch c.Type {
-				case batchv1.JobComplete:
-					complete = time.Now()
-					return true, nil
-				case batchv1.JobFailed:
-					t.Fatalf("scheduled Job %s failed: %s: %s", j.Name, c.Reason, c.Message)
-				}
+			if jobDone(t, &j) {
+				complete = time.Now()
+				return true, nil
 			}
 		}
 		return false, nil

@@ -172,21 +172,34 @@ func waitJobComplete(t *testing.T, ns, job string, timeout time.Duration) time.T
 		if err != nil {
 			return false, err
 		}
-		for _, c := range j.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				complete = time.Now()
-				return true, nil
-			case batchv1.JobFailed:
-				t.Fatalf("Job %s failed: %s: %s", job, c.Reason, c.Message)
-			}
+		if jobDone(t, j) {
+			complete = time.Now()
+			return true, nil
 		}
 		return false, nil
 	})
 	return complete
+}
+
+// jobDone reports whether the Job is Complete; a Failed Job ends the test, after dumping its pods.
+func jobDone(t *testing.T, j *batchv1.Job) bool {
+	t.Helper()
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			return true
+		case batchv1.JobFailed:
+			pods, _ := client.CoreV1().Pods(j.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + j.Name})
+			for i := range pods.Items {
+				dumpPod(t, &pods.Items[i])
+			}
+			t.Fatalf("Job %s failed: %s: %s", j.Name, c.Reason, c.Message)
+		}
+	}
+	return false
 }
 
 // waitPod polls the pod until cond holds and returns it.

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/koordinator-dev/koordinator/test/node"
 )
@@ -25,30 +22,7 @@ func TestJobExample(t *testing.T) {
 	applyFile(t, ns, "deploy/job-example.yaml")
 	const job = "koordinator-example"
 
-	var complete time.Time
-	waitFor(t, 2*time.Minute, "the Job's Complete condition", func() (bool, error) {
-		j, err := client.BatchV1().Jobs(ns).Get(context.Background(), job, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range j.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				complete = time.Now()
-				return true, nil
-			case batchv1.JobFailed:
-				pods, _ := client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + job})
-				for i := range pods.Items {
-					dumpPod(t, &pods.Items[i])
-				}
-				t.Fatalf("job failed: %s: %s", c.Reason, c.Message)
-			}
-		}
-		return false, nil
-	})
+	complete := waitJobComplete(t, ns, job, 2*time.Minute)
 	pod := jobPod(t, ns, job)
 	failed := true
 	defer func() {
