@@ -47,7 +47,7 @@ $(STATICCHECK):
 fuzz: ## a minute of fuzzing the spec parser
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/spec
 
-bench: build controlplane ## start-up and stop-reaction figures (see docs/performance.md)
+bench: build controlplane ## start-up, stop-reaction, cold-start and idle-cost figures (see docs/performance.md)
 	bash hack/bench-startup.sh
 	bash hack/bench-reaction.sh
 

@@ -19,6 +19,12 @@
 // time.Now().UnixNano(), the host's wall clock, on one machine. It prints a markdown table of p50
 // and p99 and, with -doc, writes it to the "## Stop reaction" section of docs/performance.md.
 //
+// Against the same control plane it then measures what a wrapper costs before and while it waits
+// (idle.go): cold start with every start dependency Ready (-cold runs, beside a plain list of the
+// pod as the floor), time to the pod's first state, VmRSS of idle wrappers and the API server's
+// pod requests and watches over -idle with -idle-wrappers watching; with -doc, written to the
+// "## Cold start and idle cost" section.
+//
 //	go run ./hack/benchreaction -bin bin/koordinator -n 200 -doc docs/performance.md
 package main
 
@@ -64,11 +70,17 @@ func main() {
 	n := flag.Int("n", 200, "runs of each setup")
 	settle := flag.Duration("settle", 50*time.Millisecond, "idle time between both wrappers being ready and the trigger")
 	doc := flag.String("doc", "", "markdown file whose \""+section+"\" section is written (created or replaced)")
-	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole benchmark")
+	timeout := flag.Duration("timeout", 15*time.Minute, "bound on the whole benchmark")
+	reaction := flag.Bool("reaction", true, "measure the stop reaction (false: only the cold start and idle cost)")
+	var opts idleOptions
+	flag.IntVar(&opts.coldRuns, "cold", 100, "cold starts (0: no cold start and idle cost)")
+	flag.IntVar(&opts.wrappers, "idle-wrappers", 10, "idle wrappers (half waiting for a start dependency, half with a running child)")
+	flag.DurationVar(&opts.rssAfter, "rss-after", time.Minute, "idle time after sync before VmRSS is read")
+	flag.DurationVar(&opts.idle, "idle", 2*time.Minute, "idle time after sync over which the API requests are counted")
 	flag.BoolVar(&verbose, "v", false, "print each run's figures and the wrappers' logs")
 	flag.StringVar(&logLevel, "log-level", "", "KOORDINATOR_LOG_LEVEL for the wrappers (for diagnosis; the figures are taken at the default, info)")
 	flag.Parse()
-	if err := run(*bin, *n, *settle, *doc, *timeout); err != nil {
+	if err := run(*bin, *n, *settle, *doc, *timeout, *reaction, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreaction:", err)
 		os.Exit(1)
 	}
@@ -89,9 +101,12 @@ type bench struct {
 	settle     time.Duration
 }
 
-func run(bin string, n int, settle time.Duration, doc string, timeout time.Duration) error {
+func run(bin string, n int, settle time.Duration, doc string, timeout time.Duration, reaction bool, opts idleOptions) error {
 	if n < 1 {
 		return errors.New("-n must be at least 1")
+	}
+	if opts.coldRuns > 0 && (opts.wrappers < 2 || opts.idle < opts.rssAfter) {
+		return errors.New("-idle-wrappers must be at least 2 and -idle at least -rss-after")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -145,7 +160,7 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 			fmt.Fprintln(os.Stderr, "benchreaction: stopping the control plane:", err)
 		}
 	}()
-	fmt.Fprintf(os.Stderr, "benchreaction: control plane up in %s; %d runs of each setup\n", time.Since(began).Round(time.Millisecond), n)
+	fmt.Fprintf(os.Stderr, "benchreaction: control plane up in %s\n", time.Since(began).Round(time.Millisecond))
 	rc := cp.RESTConfig()
 	rc.QPS = -1 // no client-side throttling on the timed request
 	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
@@ -153,8 +168,22 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 	}
 	b.kubeconfig = cp.Kubeconfig()
 
+	if reaction {
+		if err := b.reaction(ctx, n, doc, goVersion, loadAvg); err != nil {
+			return err
+		}
+	}
+	if opts.coldRuns > 0 {
+		return b.idleCost(ctx, bin, opts, doc, goVersion)
+	}
+	return nil
+}
+
+// reaction measures the stop reaction and writes its section.
+func (b *bench) reaction(ctx context.Context, n int, doc, goVersion, loadAvg string) error {
 	var channel, api, floors []sample
-	began = time.Now()
+	began := time.Now()
+	fmt.Fprintf(os.Stderr, "benchreaction: stop reaction, %d runs of each setup\n", n)
 	for i := range n {
 		f, err := b.floorRun(ctx)
 		if err != nil {
@@ -185,10 +214,10 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 		return nil
 	}
 	var text strings.Builder
-	err = template.Must(template.New("section").Parse(sectionTemplate)).Execute(&text, map[string]any{
+	err := template.Must(template.New("section").Parse(sectionTemplate)).Execute(&text, map[string]any{
 		"Date": time.Now().Format("2006-01-02"), "Cores": runtime.NumCPU(), "CPU": cpuModel(),
 		"Kernel": readLine("/proc/sys/kernel/osrelease"), "GoVersion": goVersion, "Load": loadAvg,
-		"Table": table, "N": n, "Settle": settle,
+		"Table": table, "N": n, "Settle": b.settle,
 	})
 	if err != nil {
 		return err
@@ -551,14 +580,21 @@ var spawnCh = make(chan spawnRequest)
 
 type spawnRequest struct {
 	cmd   *exec.Cmd
-	reply chan error
+	reply chan spawnReply
+}
+
+// spawnReply is Start's error and the time (Unix ns) taken just before it: the process's start.
+type spawnReply struct {
+	err error
+	at  int64
 }
 
 func init() {
 	go func() {
 		runtime.LockOSThread()
 		for req := range spawnCh {
-			req.reply <- req.cmd.Start()
+			at := time.Now().UnixNano()
+			req.reply <- spawnReply{err: req.cmd.Start(), at: at}
 		}
 	}()
 }
@@ -566,16 +602,17 @@ func init() {
 // proc is one koordinator process; its stdout and stderr (its log and its child's "ready") are
 // read into one buffer.
 type proc struct {
-	name     string
-	cmd      *exec.Cmd
-	stdin    *os.File // the write end of the child's stdin, when asked for
-	changed  chan struct{}
-	done     chan struct{} // closed once Wait returned
-	mu       sync.Mutex
-	out      bytes.Buffer
-	childPid int
-	direct   bool  // a helper started by the benchmark itself, without koordinator
-	waitedAt int64 // when Wait returned (Unix ns); valid once done is closed
+	name      string
+	cmd       *exec.Cmd
+	stdin     *os.File // the write end of the child's stdin, when asked for
+	changed   chan struct{}
+	done      chan struct{} // closed once Wait returned
+	mu        sync.Mutex
+	out       bytes.Buffer
+	childPid  int
+	direct    bool  // a helper started by the benchmark itself, without koordinator
+	startedAt int64 // just before fork and exec (Unix ns)
+	waitedAt  int64 // when Wait returned (Unix ns); valid once done is closed
 }
 
 func (b *bench) start(name string, env, argv []string, withStdin bool) (*proc, error) {
@@ -597,9 +634,10 @@ func (b *bench) start(name string, env, argv []string, withStdin bool) (*proc, e
 		}
 		p.cmd.Stdin = stdinR
 	}
-	reply := make(chan error, 1)
+	reply := make(chan spawnReply, 1)
 	spawnCh <- spawnRequest{cmd: p.cmd, reply: reply}
-	err = <-reply
+	rep := <-reply
+	err, p.startedAt = rep.err, rep.at
 	w.Close()
 	if stdinR != nil {
 		stdinR.Close()

@@ -6,9 +6,12 @@
 //	                   time and exits 0 (the benchmark closes stdin to make it exit)
 //	helper term FILE   the sidecar's child: prints "ready" once SIGTERM is caught, records the time
 //	                   it receives SIGTERM and exits 0
+//	helper start FILE  the cold-start child: records the time as its first instruction, then exits 0
+//	helper hold        the idle child: prints "ready" and waits for SIGTERM (no time limit), then
+//	                   exits 0
 //
-// Either dies with its parent (PR_SET_PDEATHSIG) and gives up after a minute, so that nothing is
-// left running if the benchmark dies.
+// Each dies with its parent (PR_SET_PDEATHSIG); all but hold give up after a minute, so that
+// nothing is left running if the benchmark dies.
 package main
 
 import (
@@ -22,14 +25,32 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 || (os.Args[1] != "exit" && os.Args[1] != "term") {
-		fmt.Fprintln(os.Stderr, "usage: helper exit|term FILE")
+	began := time.Now().UnixNano()
+	if len(os.Args) == 3 && os.Args[1] == "start" {
+		if err := os.WriteFile(os.Args[2], []byte(strconv.FormatInt(began, 10)), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	hold := len(os.Args) == 2 && os.Args[1] == "hold"
+	if !hold && (len(os.Args) != 3 || (os.Args[1] != "exit" && os.Args[1] != "term")) {
+		fmt.Fprintln(os.Stderr, "usage: helper exit|term|start FILE, or helper hold")
 		os.Exit(2)
 	}
 	parent := os.Getppid()
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 	if os.Getppid() != parent { // the parent died before the prctl
 		os.Exit(3)
+	}
+	if hold {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+			os.Exit(2)
+		}
+		<-sigs
+		os.Exit(0)
 	}
 	time.AfterFunc(time.Minute, func() { os.Exit(3) })
 
