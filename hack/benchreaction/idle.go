@@ -22,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/koordinator-dev/koordinator/test/podstatus"
 )
 
 const idleSection = "## Cold start and idle cost"
@@ -134,7 +136,7 @@ func (b *bench) idleRun(ctx context.Context, bin string, o idleOptions) (idleRes
 		}
 		defer b.deletePod(pods[i])
 		if waiting { // main runs but never becomes Ready
-			setContainer(&pod.Status, "main", func(s *corev1.ContainerStatus) { s.Ready = false })
+			podstatus.Set(&pod.Status, "main", func(s *corev1.ContainerStatus) { s.Ready = false })
 			if _, err := b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 				return r, err
 			}

@@ -56,6 +56,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/koordinator-dev/koordinator/test/podstatus"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
@@ -397,7 +398,7 @@ func (b *bench) apiRun(ctx context.Context, i int) (sample, error) {
 		return none, err
 	}
 
-	setContainer(&pod.Status, "main", terminated(0))
+	podstatus.Set(&pod.Status, "main", podstatus.Terminated(0))
 	written := time.Now().UnixNano()
 	if _, err := b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		return none, err
@@ -541,26 +542,6 @@ func (b *bench) deletePod(name string) {
 	defer cancel()
 	zero := int64(0)
 	_ = b.client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-}
-
-func setContainer(s *corev1.PodStatus, name string, change func(*corev1.ContainerStatus)) {
-	for i := range s.ContainerStatuses {
-		if s.ContainerStatuses[i].Name == name {
-			change(&s.ContainerStatuses[i])
-		}
-	}
-}
-
-func terminated(code int32) func(*corev1.ContainerStatus) {
-	return func(s *corev1.ContainerStatus) {
-		no := false
-		now := metav1.Now()
-		started := s.State.Running.StartedAt
-		s.Started, s.Ready = &no, false
-		s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: code, Reason: "Completed", StartedAt: started, FinishedAt: now,
-		}}
-	}
 }
 
 func mainTerminated(p *corev1.Pod) bool {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/test/podstatus"
 )
 
 const (
@@ -190,38 +191,13 @@ func withSidecarInit(p *corev1.Pod, name string) *corev1.Pod {
 	return p
 }
 
-func status(p *corev1.Pod, name string) *corev1.ContainerStatus {
-	for i := range p.Status.ContainerStatuses {
-		if p.Status.ContainerStatuses[i].Name == name {
-			return &p.Status.ContainerStatuses[i]
+// set changes the named container's status in the pod.
+func set(name string, change podstatus.Change) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		if !podstatus.Set(&p.Status, name, change) {
+			panic("no status for " + name)
 		}
 	}
-	for i := range p.Status.InitContainerStatuses {
-		if p.Status.InitContainerStatuses[i].Name == name {
-			return &p.Status.InitContainerStatuses[i]
-		}
-	}
-	panic("no status for " + name)
-}
-
-func running(ready bool) func(*corev1.ContainerStatus) {
-	return func(s *corev1.ContainerStatus) {
-		started := true
-		s.Started, s.Ready = &started, ready
-		s.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
-	}
-}
-
-func terminated(code int32) func(*corev1.ContainerStatus) {
-	return func(s *corev1.ContainerStatus) {
-		started := false
-		s.Started, s.Ready = &started, false
-		s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, FinishedAt: metav1.Now()}}
-	}
-}
-
-func set(name string, fn func(*corev1.ContainerStatus)) func(*corev1.Pod) {
-	return func(p *corev1.Pod) { fn(status(p, name)) }
 }
 
 // --- tests --------------------------------------------------------------------------------
@@ -230,12 +206,12 @@ func TestStartsOnlyWhenEveryStartDepIsReady(t *testing.T) {
 	pod := withSidecarInit(podWith(corev1.RestartPolicyNever, "proxy", "main"), "mesh")
 	h := start(t, pod, spec.Spec{Name: "main", StartDeps: []string{"proxy", "mesh"}, StopTimeout: 5 * time.Second}, sidecar)
 
-	h.update(set("proxy", running(true)))
-	h.update(set("mesh", running(false))) // a native sidecar that is started but not Ready
+	h.update(set("proxy", podstatus.Running(true)))
+	h.update(set("mesh", podstatus.Running(false))) // a native sidecar that is started but not Ready
 	if h.exists("started") {
 		t.Fatal("child started before every start dependency was Ready")
 	}
-	h.update(set("mesh", running(true)))
+	h.update(set("mesh", podstatus.Running(true)))
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.waitLog("child started")
 	if n := h.logs.FilterMessage("dependency ready").Len(); n != 2 {
@@ -266,7 +242,7 @@ func TestStartTimeout(t *testing.T) {
 func TestStartDepExitedForGood(t *testing.T) {
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
 		spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar)
-	h.update(set("proxy", terminated(1)))
+	h.update(set("proxy", podstatus.Terminated(1)))
 	if code := h.exitCode(); code != lifecycle.ExitConfig {
 		t.Fatalf("exit code %d, want 125", code)
 	}
@@ -294,11 +270,11 @@ func TestStopsAfterAllStopDepsExitedPlusDelay(t *testing.T) {
 		StopTimeout: 10 * time.Second, TerminatedByStopDepExitCode: 7, KilledByStopDepExitCode: 137}, sidecar)
 	h.waitFor("child started", func() bool { return h.exists("started") })
 
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if h.logs.FilterMessage("stop condition").Len() > 0 {
 		t.Fatal("stopped after one of two stop dependencies exited")
 	}
-	h.update(set("report", terminated(3)))
+	h.update(set("report", podstatus.Terminated(3)))
 	if code := h.exitCode(); code != 7 {
 		t.Fatalf("exit code %d, want terminatedByStopDepExitCode 7", code)
 	}
@@ -320,7 +296,7 @@ func TestKilledAfterStopTimeout(t *testing.T) {
 		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 200 * time.Millisecond, KilledByStopDepExitCode: 137},
 		`trap '' TERM; echo started > "$DIR/started"; while :; do sleep 1; done`)
 	h.waitFor("child started", func() bool { return h.exists("started") })
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 137 {
 		t.Fatalf("exit code %d, want killedByStopDepExitCode 137", code)
 	}
@@ -331,17 +307,17 @@ func TestRetriedMainDoesNotStopSidecar(t *testing.T) {
 		spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second}, sidecar)
 	h.waitFor("child started", func() bool { return h.exists("started") })
 
-	h.update(set("main", terminated(1))) // OnFailure: the kubelet will run it again
+	h.update(set("main", podstatus.Terminated(1))) // OnFailure: the kubelet will run it again
 	h.update(set("main", func(s *corev1.ContainerStatus) {
 		s.LastTerminationState = s.State
 		s.RestartCount = 1
 		s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
 	}))
-	h.update(set("main", func(s *corev1.ContainerStatus) { running(true)(s) }))
+	h.update(set("main", func(s *corev1.ContainerStatus) { podstatus.Running(true)(s) }))
 	if h.logs.FilterMessage("stop condition").Len() > 0 || h.exists("term") {
 		t.Fatalf("sidecar stopped although main will be retried; logs:\n%s", h.dump())
 	}
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -363,7 +339,7 @@ func TestTerminationHeldUntilStopDepsExit(t *testing.T) {
 	h.update(func(p *corev1.Pod) {
 		now := metav1.Now()
 		p.DeletionTimestamp = &now
-		set("main", terminated(143))(p)
+		set("main", podstatus.Terminated(143))(p)
 	})
 	if code := h.exitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
@@ -389,7 +365,7 @@ func TestSecondTerminationCutsTheHoldShort(t *testing.T) {
 func TestTerminationWhileWaiting(t *testing.T) {
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
 		spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar)
-	h.update(set("proxy", running(false)))
+	h.update(set("proxy", podstatus.Running(false)))
 	h.signals <- syscall.SIGTERM
 	if code := h.exitCode(); code != 143 {
 		t.Fatalf("exit code %d, want 143", code)

@@ -19,6 +19,7 @@ import (
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/podlocal"
 	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/test/podstatus"
 )
 
 // podLocal turns the channel on with folder as the binary's folder.
@@ -142,8 +143,8 @@ func TestBadStateFilesAreIgnoredWithAWarning(t *testing.T) {
 	h.notStopped("its dependencies' state files are garbage and a symlink")
 
 	// The API still works.
-	h.update(set("main", terminated(0)))
-	h.update(set("report", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
+	h.update(set("report", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -160,7 +161,7 @@ func TestChannelOffOnlyTheAPIStops(t *testing.T) {
 		func(c *lifecycle.Config) { c.PodLocalDir = "" }) // what KOORDINATOR_LOCAL_STATE=off gives
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.notStopped("the channel is off")
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -204,14 +205,14 @@ func TestStaleStateFileIsIgnored(t *testing.T) {
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.seesFile("main", 0)
 	h.update(set("main", func(s *corev1.ContainerStatus) {
-		running(true)(s)
+		podstatus.Running(true)(s)
 		s.RestartCount = 1
 		s.State.Running.StartedAt = metav1.NewTime(time.Now().Add(2 * time.Second))
 	}))
 	h.signals <- syscall.SIGTERM // even after SIGTERM: main's current instance still runs
 	h.waitLog("holding the stop until the stop dependencies exit")
 	h.notStopped("the state file is from main's previous instance")
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
@@ -227,7 +228,7 @@ func TestPublishesItsOwnState(t *testing.T) {
 	if running.Exited || running.Pid == 0 || running.StartedAt.IsZero() {
 		t.Errorf("while the child runs: %+v", running)
 	}
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	if code := h.exitCode(); code != 9 {
 		t.Fatalf("exit code %d, want 9", code)
 	}
@@ -242,7 +243,7 @@ func TestPublishesAnExitWithoutAChild(t *testing.T) {
 	folder := t.TempDir()
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"),
 		spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar, podLocal(folder))
-	h.update(set("proxy", running(false)))
+	h.update(set("proxy", podstatus.Running(false)))
 	h.signals <- syscall.SIGTERM
 	if code := h.exitCode(); code != 143 {
 		t.Fatalf("exit code %d, want 143", code)
@@ -261,7 +262,7 @@ func TestOwnNameFromThePod(t *testing.T) {
 	if s := readStateFile(t, folder, "proxy"); s.Exited || s.Pid == 0 {
 		t.Errorf("got %+v", s)
 	}
-	h.update(set("main", terminated(0)))
+	h.update(set("main", podstatus.Terminated(0)))
 	h.exitCode()
 }
 
@@ -319,7 +320,7 @@ func TestSpecNameContradictingThePodIsNotPublished(t *testing.T) {
 	pod.Spec.Containers[0].Command = []string{"/koordinator/koordinator", "sh", "-c", sidecar} // this process runs in proxy
 	h := start(t, pod, spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar, podLocal(folder))
 	h.waitLog(`the spec's name is "main" but this process runs in container "proxy"; not publishing on the pod-local channel`)
-	h.update(set("proxy", running(true)))
+	h.update(set("proxy", podstatus.Running(true)))
 	h.waitFor("child started", func() bool { return h.exists("started") })
 	h.signals <- syscall.SIGTERM
 	h.exitCode()

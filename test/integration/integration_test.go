@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/koordinator-dev/koordinator/test/podstatus"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
@@ -210,31 +211,9 @@ func (f *fixture) setStatus(change func(*corev1.PodStatus)) {
 	must(f.t, err)
 }
 
-func (f *fixture) setContainer(name string, change func(*corev1.ContainerStatus)) {
+func (f *fixture) setContainer(name string, change podstatus.Change) {
 	f.t.Helper()
-	f.setStatus(func(s *corev1.PodStatus) {
-		for i := range s.ContainerStatuses {
-			if s.ContainerStatuses[i].Name == name {
-				change(&s.ContainerStatuses[i])
-			}
-		}
-	})
-}
-
-func running(ready bool) func(*corev1.ContainerStatus) {
-	return func(s *corev1.ContainerStatus) {
-		started := true
-		s.Started, s.Ready = &started, ready
-		s.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
-	}
-}
-
-func terminated(code int32) func(*corev1.ContainerStatus) {
-	return func(s *corev1.ContainerStatus) {
-		started := false
-		s.Started, s.Ready = &started, false
-		s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Completed", StartedAt: metav1.Now(), FinishedAt: metav1.Now()}}
-	}
+	f.setStatus(func(s *corev1.PodStatus) { podstatus.Set(s, name, change) })
 }
 
 // --- the wrapper as a real process ----------------------------------------------------------
@@ -337,8 +316,8 @@ func TestStartAfterReadyStopAfterExit(t *testing.T) {
 
 	f.waitFile("proxy-started") // no start dependencies: starts once the pod was seen
 	main.waitLog(`"msg":"waiting for start dependencies"`)
-	f.setContainer("proxy", running(false))
-	f.setContainer("proxy", running(true))
+	f.setContainer("proxy", podstatus.Running(false))
+	f.setContainer("proxy", podstatus.Running(true))
 	f.waitFile("main-started")
 	if code := main.exitCode(); code != 0 {
 		t.Fatalf("main's koordinator exited %d", code)
@@ -346,7 +325,7 @@ func TestStartAfterReadyStopAfterExit(t *testing.T) {
 	if f.exists("proxy-term") {
 		t.Fatal("proxy stopped before main's exit was written to the API")
 	}
-	f.setContainer("main", terminated(0))
+	f.setContainer("main", podstatus.Terminated(0))
 	if code := proxy.exitCode(); code != 0 {
 		t.Fatalf("proxy's koordinator exited %d, want 0", code)
 	}
@@ -413,12 +392,12 @@ func TestAPIServerOutage(t *testing.T) {
 	defer cancel()
 	must(t, cp.StartAPIServer(ctx))
 
-	f.setContainer("proxy", running(true))
+	f.setContainer("proxy", podstatus.Running(true))
 	f.waitFile("main-started")
 	if f.exists("proxy-term") {
 		t.Fatal("proxy stopped while main runs")
 	}
-	f.setContainer("main", terminated(0))
+	f.setContainer("main", podstatus.Terminated(0))
 	if code := proxy.exitCode(); code != 0 {
 		t.Fatalf("proxy exited %d, want 0", code)
 	}
