@@ -432,3 +432,39 @@ func TestMissingPodIdentity(t *testing.T) {
 		t.Fatalf("exit %d, want 125; stderr:\n%s", code, stderr)
 	}
 }
+
+// Once the child runs and start-up is over, koordinator gives back the pages of its own
+// executable that start-up touched: its file-backed resident set shrinks.
+func TestStartUpMemoryReleased(t *testing.T) {
+	dir := t.TempDir()
+	p := startKoordinator(t, []string{"DIR=" + dir, "KOORDINATOR_LOG_LEVEL=debug"}, "sh", "-c", `echo ready > $DIR/ready; while :; do sleep 1 & wait $!; done`)
+	waitFile(t, filepath.Join(dir, "ready"))
+	atStart := rssFileKB(t, p.cmd.Process.Pid)
+	end := time.Now().Add(deadline)
+	for rssFileKB(t, p.cmd.Process.Pid) > atStart/2 {
+		if time.Now().After(end) {
+			t.Fatalf("RssFile still %d kB, %d kB when the child started", rssFileKB(t, p.cmd.Process.Pid), atStart)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait()
+	if !strings.Contains(p.stderr.String(), `"msg":"released start-up memory"`) {
+		t.Errorf("no 'released start-up memory' line; stderr:\n%s", p.stderr.String())
+	}
+}
+
+func rssFileKB(t *testing.T, pid int) int {
+	t.Helper()
+	for l := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
+		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no RssFile for pid %d", pid)
+	return 0
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/koordinator-dev/koordinator/internal/footprint"
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
@@ -126,6 +128,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	cfg.Log = log
+	cfg.Settled = func() {
+		debug.FreeOSMemory()
+		n, err := footprint.Release()
+		if err != nil {
+			log.Debug("cannot release start-up memory", zap.Error(err))
+			return
+		}
+		log.Debug("released start-up memory", zap.Int("unmappedBytes", n))
+	}
 	return lifecycle.Run(context.Background(), cfg)
 }
 

@@ -37,6 +37,10 @@ const ExitConfig = 125
 // drainGrace is how long leftovers of the child's process group get after SIGTERM.
 const drainGrace = 2 * time.Second
 
+// settleDelay is how long start-up must be over before Config.Settled runs, so a short-lived
+// child's wrapper never pays for it.
+const settleDelay = time.Second
+
 // pendingEvery bounds how often the still-pending start dependencies are logged.
 const pendingEvery = 30 * time.Second
 
@@ -62,6 +66,10 @@ type Config struct {
 	// MountInfo is the file read to find this container's name when neither the spec nor the
 	// pod tells it; "" means /proc/self/mountinfo.
 	MountInfo string
+	// Settled, when set, runs once in its own goroutine settleDelay after start-up is over: the
+	// child has started (and the pod was seen, with dependencies), or the first pod state left
+	// the start dependencies pending. From then on koordinator mostly waits.
+	Settled func()
 }
 
 // Run coordinates the child until it has exited and returns koordinator's exit code.
@@ -125,6 +133,7 @@ type loop struct {
 	delayTimer *time.Timer
 
 	lastAPIWarning time.Time
+	settled        bool
 
 	// The pod-local channel.
 	pub           *podlocal.Publisher // this container's state file; nil when off or nameless
@@ -142,6 +151,7 @@ func (l *loop) run(ctx context.Context) int {
 		if code, ok := l.start(); !ok {
 			return code
 		}
+		l.settle()
 		return l.supervise(ctx, nil)
 	}
 
@@ -228,8 +238,18 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 			if v.CanStart() {
 				return l.start()
 			}
+			l.settle()
 		}
 	}
+}
+
+// settle arranges for cfg.Settled to run, once.
+func (l *loop) settle() {
+	if l.settled || l.cfg.Settled == nil {
+		return
+	}
+	l.settled = true
+	time.AfterFunc(settleDelay, l.cfg.Settled)
 }
 
 // see takes a new state of the pod; the first one validates the dependencies.
@@ -295,6 +315,7 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 	localStates, localWarnings := l.localChannels()
 	if l.pod != nil {
 		l.checkStop()
+		l.settle()
 	}
 	done := ctx.Done()
 	for {
@@ -488,8 +509,9 @@ func (l *loop) sendStop() {
 		l.delayTimer = nil
 	}
 	sig, timeout := l.cfg.Spec.StopSignal, l.cfg.Spec.StopTimeout
+	// The signal first: the log line would only delay it.
+	l.child.StopAsync(sig, timeout)
 	l.log.Info("stopping the child", zap.String("signal", spec.SignalName(sig)), zap.Duration("stopTimeout", timeout))
-	go l.child.Stop(sig, timeout)
 }
 
 // finish runs once the child has exited: publish the exit (a sidecar may be waiting on it, so
@@ -543,11 +565,11 @@ func (l *loop) apiTrouble(err error) {
 	l.log.Warn("Kubernetes API unavailable; retrying", zap.Error(err))
 }
 
-var userInMessage = regexp.MustCompile(`User "system:serviceaccount:([^:"]+):([^"]+)"`)
-
 // forbiddenHint names the missing RBAC rule and the ServiceAccount it was checked for.
 func forbiddenHint(namespace string, err error) string {
 	who := "this pod's ServiceAccount"
+	// Compiled here, not at package init: a 403 is rare, start-up is every time.
+	userInMessage := regexp.MustCompile(`User "system:serviceaccount:([^:"]+):([^"]+)"`)
 	if m := userInMessage.FindStringSubmatch(err.Error()); m != nil {
 		who = fmt.Sprintf("ServiceAccount %s/%s", m[1], m[2])
 	}

@@ -415,3 +415,26 @@ func TestPodNotFound(t *testing.T) {
 		t.Error("child started without its pod")
 	}
 }
+
+// Settled runs once start-up is over: once while the start dependencies are pending after the
+// first pod state, and not again when the child starts later.
+func TestSettledRunsOnceAfterStartUp(t *testing.T) {
+	settled := make(chan time.Time, 4)
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar,
+		func(c *lifecycle.Config) { c.Settled = func() { settled <- time.Now() } })
+	h.waitLog("pod state")
+	select {
+	case <-settled:
+	case <-time.After(deadline):
+		t.Fatalf("Settled did not run while the start dependency was pending; logs:\n%s", h.dump())
+	}
+	h.update(set("proxy", podstatus.Running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.signals <- syscall.SIGTERM
+	h.exitCode()
+	select {
+	case at := <-settled:
+		t.Errorf("Settled ran a second time, at %v", at)
+	case <-time.After(2 * time.Second): // longer than settleDelay
+	}
+}

@@ -161,16 +161,37 @@ func ignoreGone(err error) error {
 // exited; Exit then reports KilledByStop if the SIGKILL was needed. It returns at once, sending
 // nothing, if the child has already exited.
 //
-// Run it in its own goroutine, so the caller keeps forwarding signals meanwhile. Calling it
-// again while a Stop is under way is safe: each call sends sig again and whichever timeout ends
-// first sends the SIGKILL, so Stop(sig, 0) escalates at once.
+// Calling it again while a Stop is under way is safe: each call sends sig again and whichever
+// timeout ends first sends the SIGKILL, so Stop(sig, 0) escalates at once.
 func (c *Child) Stop(sig syscall.Signal, timeout time.Duration) {
+	if c.signalStop(sig) {
+		c.killAfter(timeout)
+	}
+}
+
+// StopAsync is Stop that returns as soon as sig is sent, leaving the wait and the SIGKILL to a
+// goroutine: the caller keeps forwarding signals, and nothing it does next (or the start of a
+// goroutine) delays the stop signal.
+func (c *Child) StopAsync(sig syscall.Signal, timeout time.Duration) {
+	if c.signalStop(sig) {
+		go c.killAfter(timeout)
+	}
+}
+
+// signalStop sends sig unless the child has already exited; it reports whether it sent it.
+func (c *Child) signalStop(sig syscall.Signal) bool {
 	select {
 	case <-c.done:
-		return
+		return false
 	default:
 	}
 	_ = c.Signal(sig) // the only possible failure is a gone child, which done reports
+	return true
+}
+
+// killAfter SIGKILLs the child's group if the child has not exited within timeout, and returns
+// once it has exited.
+func (c *Child) killAfter(timeout time.Duration) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -335,6 +335,25 @@ func TestStopTwiceEscalates(t *testing.T) {
 	}
 }
 
+// StopAsync sends the signal before it returns and leaves the SIGKILL to its own goroutine.
+func TestStopAsync(t *testing.T) {
+	file := tempFile(t, "signals")
+	s := newSupervisor(t)
+	c := start(t, s, "/bin/sh", "-c", `exec 2>/dev/null; trap 'echo got TERM >> "$1"' TERM; echo ready >> "$1"; while :; do sleep 0.05; done`, "sh", file)
+	waitFileContains(t, file, "ready")
+	c.StopAsync(syscall.SIGTERM, time.Hour) // returns at once: the trap keeps the child running
+	select {
+	case <-c.Done():
+		t.Fatal("the child exited on a trapped SIGTERM")
+	default:
+	}
+	waitFileContains(t, file, "got TERM")
+	c.StopAsync(syscall.SIGTERM, 0) // escalates at once, like Stop
+	if e := waitDone(t, c); !e.KilledByStop || e.ExitCode() != 137 {
+		t.Errorf("got %+v, want killed by Stop, 137", e)
+	}
+}
+
 func TestStopAfterExit(t *testing.T) {
 	s := newSupervisor(t)
 	c := start(t, s, "/bin/sh", "-c", "exit 5")

@@ -25,12 +25,13 @@ import (
 
 // podScheme knows only core/v1 Pod and PodList (plus meta/v1). The typed core/v1 client would
 // register every API group through client-go's global scheme and almost double the binary.
-var podScheme = func() *runtime.Scheme {
+// Built when needed, not at package init: a wrapper without dependencies never needs it.
+func podScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Pod{}, &corev1.PodList{})
 	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion)
 	return s
-}()
+}
 
 // NewListWatch lists and watches the one pod namespace/name through a REST client built on cfg.
 // It needs only `pods: list, watch` in that namespace.
@@ -38,7 +39,7 @@ func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher
 	c := rest.CopyConfig(cfg)
 	c.APIPath = "/api"
 	c.GroupVersion = &corev1.SchemeGroupVersion
-	c.NegotiatedSerializer = serializer.NewCodecFactory(podScheme).WithoutConversion()
+	c.NegotiatedSerializer = serializer.NewCodecFactory(podScheme()).WithoutConversion()
 	if c.UserAgent == "" {
 		c.UserAgent = "koordinator"
 	}
