@@ -2,4 +2,4 @@
 # Start-up cost of koordinator with an empty spec (see hack/benchstartup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go run ./hack/benchstartup -bin bin/koordinator -n "${RUNS:-200}"
+go run ./hack/benchstartup -bin bin/koordinator -n "${RUNS:-200}" -doc docs/performance.md
