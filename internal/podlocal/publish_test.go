@@ -192,6 +192,18 @@ func TestPublishIsAtomic(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("%d bad reads, first: %s", len(bad), strings.Join(bad[:1], ""))
 	}
+	// Each swap's old content was removed: nothing but the state file is left.
+	entries, err := os.ReadDir(Dir(folder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "main" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the state folder holds %q, want only main", names)
+	}
 }
 
 func TestNewPublisherRefusesBadNames(t *testing.T) {
