@@ -168,12 +168,21 @@ func (l *loop) run(ctx context.Context) int {
 	if err != nil {
 		return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
 	}
-	w, err := watch.Start(ctx, lw)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w, err := watch.Start(watchCtx, lw)
 	if err != nil {
 		return l.exit(ExitConfig, "cannot watch the pod", zap.Error(err))
 	}
 	if code, ok := l.wait(ctx, w); !ok {
 		return code
+	}
+	if len(l.cfg.Spec.StopDeps) == 0 {
+		// Nothing after the start depends on the pod: do not hold a watch on the API server
+		// for the child's whole life.
+		stopWatch()
+		l.log.Debug("no stop dependencies: pod watch closed")
+		w = nil
 	}
 	return l.supervise(ctx, w)
 }

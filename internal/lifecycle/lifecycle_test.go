@@ -392,7 +392,7 @@ func TestGracePeriodBoundsTheHold(t *testing.T) {
 }
 
 func TestPodNotFound(t *testing.T) {
-	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar,
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopTimeout: 5 * time.Second}, sidecar,
 		func(c *lifecycle.Config) {
 			c.PodName = "job-2"
 			empty := fake.NewClientset() // the pod lists as nothing: wrong name or namespace
@@ -420,7 +420,7 @@ func TestPodNotFound(t *testing.T) {
 // first pod state, and not again when the child starts later.
 func TestSettledRunsOnceAfterStartUp(t *testing.T) {
 	settled := make(chan time.Time, 4)
-	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar,
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopTimeout: 5 * time.Second}, sidecar,
 		func(c *lifecycle.Config) { c.Settled = func() { settled <- time.Now() } })
 	h.waitLog("pod state")
 	select {
@@ -436,5 +436,69 @@ func TestSettledRunsOnceAfterStartUp(t *testing.T) {
 	case at := <-settled:
 		t.Errorf("Settled ran a second time, at %v", at)
 	case <-time.After(2 * time.Second): // longer than settleDelay
+	}
+}
+
+// With start dependencies only, nothing after the start needs the pod: the watch is closed once
+// the child runs, so such a wrapper holds no watch on the API server.
+func TestWatchClosedAfterStartWithoutStopDeps(t *testing.T) {
+	stopped := make(chan struct{}, 8)
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopTimeout: 5 * time.Second}, sidecar,
+		func(c *lifecycle.Config) {
+			inner := c.Connect
+			c.Connect = func() (cache.ListerWatcher, error) {
+				lw, err := inner()
+				return &watchStopSpy{ListerWatcher: lw, stopped: stopped}, err
+			}
+		})
+	h.waitLog("pod state")
+	select {
+	case <-stopped:
+		t.Fatal("the watch was closed while the start dependency was pending")
+	default:
+	}
+	h.update(set("proxy", podstatus.Running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	select {
+	case <-stopped:
+	case <-time.After(deadline):
+		t.Fatalf("the watch is still open after the child started; logs:\n%s", h.dump())
+	}
+	h.signals <- syscall.SIGTERM
+	if code := h.exitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// watchStopSpy reports each Stop of a watch it handed out.
+type watchStopSpy struct {
+	cache.ListerWatcher
+	stopped chan struct{}
+}
+
+func (s *watchStopSpy) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	return cache.ToListerWatcherWithContext(s.ListerWatcher).ListWithContext(ctx, o)
+}
+
+func (s *watchStopSpy) WatchWithContext(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
+	w, err := cache.ToListerWatcherWithContext(s.ListerWatcher).WatchWithContext(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return &stopReporting{Interface: w, stopped: s.stopped}, nil
+}
+
+func (s *watchStopSpy) IsWatchListSemanticsUnSupported() bool { return true } // like the fake it wraps
+
+type stopReporting struct {
+	kwatch.Interface
+	stopped chan struct{}
+}
+
+func (r *stopReporting) Stop() {
+	r.Interface.Stop()
+	select {
+	case r.stopped <- struct{}{}:
+	default:
 	}
 }
