@@ -16,14 +16,27 @@
 //
 // Every run gets a fresh pod (bound to a node that does not exist, so nothing else touches it;
 // restartPolicy Never; status written as a kubelet would: both containers running). Every time is
-// time.Now().UnixNano(), the host's wall clock, on one machine. It prints a markdown table of p50
-// and p99 and, with -doc, writes it to the "## Stop reaction" section of docs/performance.md.
+// time.Now().UnixNano(), the host's wall clock, on one machine. The wrappers authenticate as in a
+// pod, with a ServiceAccount token (token.go); the benchmark's own client is the admin one. It
+// prints a markdown table of p50 and p99 and, with -doc, writes it to the "## Stop reaction"
+// section of docs/performance.md.
 //
 // Against the same control plane it then measures what a wrapper costs before and while it waits
 // (idle.go): cold start with every start dependency Ready (-cold runs, beside a plain list of the
 // pod as the floor), time to the pod's first state, VmRSS of idle wrappers and the API server's
 // pod requests and watches over -idle with -idle-wrappers watching; with -doc, written to the
 // "## Cold start and idle cost" section.
+//
+// The start reaction (start.go, right after the stop reaction, n runs): a fresh wrapper
+// {"name":"proxy","startDeps":["main"]} waits on a fresh pod whose main runs but is not Ready; the
+// benchmark writes main Ready (the time taken just before the request) and times the wrapper's
+// child's first instruction, beside a plain client-go watch that sees the same write; with -doc,
+// the "## Start reaction" section.
+//
+// Last, the scale run (scale.go): -scale-pods pods with two wrappers each (proxy with stopDeps
+// [main] and main with startDeps [proxy], both with a running child, from the pod's own folder) idle for -scale-idle;
+// their summed RSS, the API server's and etcd's CPU-seconds over that window, and -scale-runs
+// start reactions while they run; with -doc, the "## Scale" section.
 //
 //	go run ./hack/benchreaction -bin bin/koordinator -n 200 -doc docs/performance.md
 package main
@@ -54,8 +67,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/koordinator-dev/koordinator/hack/internal/benchdoc"
 	"github.com/koordinator-dev/koordinator/test/podstatus"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
@@ -71,17 +86,21 @@ func main() {
 	n := flag.Int("n", 200, "runs of each setup")
 	settle := flag.Duration("settle", 50*time.Millisecond, "idle time between both wrappers being ready and the trigger")
 	doc := flag.String("doc", "", "markdown file whose \""+section+"\" section is written (created or replaced)")
-	timeout := flag.Duration("timeout", 15*time.Minute, "bound on the whole benchmark")
-	reaction := flag.Bool("reaction", true, "measure the stop reaction (false: only the cold start and idle cost)")
+	timeout := flag.Duration("timeout", 45*time.Minute, "bound on the whole benchmark")
+	reaction := flag.Bool("reaction", true, "measure the stop and start reactions (false: only the cold start, idle cost and scale)")
 	var opts idleOptions
 	flag.IntVar(&opts.coldRuns, "cold", 100, "cold starts (0: no cold start and idle cost)")
 	flag.IntVar(&opts.wrappers, "idle-wrappers", 10, "idle wrappers (half waiting for a start dependency, half with a running child)")
 	flag.DurationVar(&opts.rssAfter, "rss-after", time.Minute, "idle time after sync before VmRSS is read")
-	flag.DurationVar(&opts.idle, "idle", 2*time.Minute, "idle time after sync over which the API requests are counted")
+	flag.DurationVar(&opts.idle, "idle", 5*time.Minute, "idle time after sync over which the API requests are counted")
+	var scale scaleOptions
+	flag.IntVar(&scale.pods, "scale-pods", 100, "pods of the scale run, two wrappers each (0: no scale run)")
+	flag.DurationVar(&scale.idle, "scale-idle", 5*time.Minute, "idle time of the scale run's wrappers over which RSS, CPU and requests are taken")
+	flag.IntVar(&scale.runs, "scale-runs", 100, "start reactions while the scale run's wrappers watch")
 	flag.BoolVar(&verbose, "v", false, "print each run's figures and the wrappers' logs")
 	flag.StringVar(&logLevel, "log-level", "", "KOORDINATOR_LOG_LEVEL for the wrappers (for diagnosis; the figures are taken at the default, info)")
 	flag.Parse()
-	if err := run(*bin, *n, *settle, *doc, *timeout, *reaction, opts); err != nil {
+	if err := run(*bin, *n, *settle, *doc, *timeout, *reaction, opts, scale); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreaction:", err)
 		os.Exit(1)
 	}
@@ -93,16 +112,22 @@ var (
 )
 
 type bench struct {
-	client     kubernetes.Interface
-	kubeconfig string
+	client     kubernetes.Interface // the admin client: pods, status writes, /metrics, floors
+	kubeconfig string               // the wrappers': a ServiceAccount token, as in a pod (token.go)
+	goVersion  string               // of the binary measured
 	tmp        string
 	helper     string
 	chBin      string // koordinator in the channel setup's emptyDir
 	apiBin     string // koordinator in the API setup's emptyDir
 	settle     time.Duration
+	cp         *testenv.ControlPlane
+
+	startP99      time.Duration // the single wrapper's start reaction p99; 0 if not measured
+	idleCPUPerMin float64       // the API server's CPU-seconds per minute with the idle wrappers; -1 if not measured
+	idleWrappers  int
 }
 
-func run(bin string, n int, settle time.Duration, doc string, timeout time.Duration, reaction bool, opts idleOptions) error {
+func run(bin string, n int, settle time.Duration, doc string, timeout time.Duration, reaction bool, opts idleOptions, scale scaleOptions) error {
 	if n < 1 {
 		return errors.New("-n must be at least 1")
 	}
@@ -126,7 +151,7 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 		return fmt.Errorf("%s: %w (run make build)", bin, err)
 	}
 	goVersion := info.GoVersion
-	loadAvg := strings.Join(firstFields(readLine("/proc/loadavg"), 3), " ")
+	machine := benchdoc.ThisMachine(goVersion) // the stop reaction's: its load average before the set-up
 	removeStale(filepath.Join(root, ".cache"))
 	tmp, err := os.MkdirTemp(filepath.Join(root, ".cache"), "benchreaction-")
 	if err != nil {
@@ -137,12 +162,20 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 		return err
 	}
 
-	b := &bench{tmp: tmp, settle: settle, helper: filepath.Join(tmp, "helper")}
+	b := &bench{tmp: tmp, settle: settle, helper: filepath.Join(tmp, "helper"), goVersion: goVersion, idleCPUPerMin: -1}
 	build := exec.Command("go", "build", "-trimpath", "-o", b.helper, "./hack/benchreaction/helper")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the helper: %v\n%s", err, out)
+	}
+	// Every setup installs from one copy taken now: a `make build` while the benchmark runs would
+	// otherwise mix two binaries in one run.
+	if bin, err = install(bin, filepath.Join(tmp, "under-test")); err != nil {
+		return err
+	}
+	if info, err = buildinfo.ReadFile(bin); err != nil || info.GoVersion != goVersion {
+		return fmt.Errorf("the binary changed while it was being copied (%v); run again", err)
 	}
 	if b.chBin, err = install(bin, filepath.Join(tmp, "emptydir-channel")); err != nil {
 		return err
@@ -167,21 +200,32 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
 		return err
 	}
-	b.kubeconfig = cp.Kubeconfig()
+	b.cp = cp
+	if b.kubeconfig, err = b.tokenKubeconfig(ctx, rc); err != nil {
+		return fmt.Errorf("the wrappers' ServiceAccount token: %w", err)
+	}
 
 	if reaction {
-		if err := b.reaction(ctx, n, doc, goVersion, loadAvg); err != nil {
+		if err := b.reaction(ctx, n, doc, machine); err != nil {
+			return err
+		}
+		if err := b.startReaction(ctx, bin, n, doc); err != nil {
 			return err
 		}
 	}
 	if opts.coldRuns > 0 {
-		return b.idleCost(ctx, bin, opts, doc, goVersion)
+		if err := b.idleCost(ctx, bin, opts, doc); err != nil {
+			return err
+		}
+	}
+	if scale.pods > 0 {
+		return b.scale(ctx, bin, scale, doc)
 	}
 	return nil
 }
 
 // reaction measures the stop reaction and writes its section.
-func (b *bench) reaction(ctx context.Context, n int, doc, goVersion, loadAvg string) error {
+func (b *bench) reaction(ctx context.Context, n int, doc string, machine benchdoc.Machine) error {
 	var channel, api, floors []sample
 	began := time.Now()
 	fmt.Fprintf(os.Stderr, "benchreaction: stop reaction, %d runs of each setup\n", n)
@@ -209,24 +253,27 @@ func (b *bench) reaction(ctx context.Context, n int, doc, goVersion, loadAvg str
 	}
 	fmt.Fprintf(os.Stderr, "benchreaction: %d rounds (channel, API, instrument) in %s\n", n, time.Since(began).Round(time.Millisecond))
 
-	table := makeTable(n, channel, api, floors)
+	return report(doc, section, "", sectionTemplate, makeTable(n, channel, api, floors), machine,
+		map[string]any{"N": n, "Settle": b.settle})
+}
+
+// report prints a section's table and, with doc, writes the section there: tmpl executed with
+// data, the table and the machine, in place of the section headed heading (a new one goes right
+// after the section headed after, when given).
+func report(doc, heading, after, tmpl, table string, machine benchdoc.Machine, data map[string]any) error {
 	fmt.Print(table)
 	if doc == "" {
 		return nil
 	}
+	data["Table"], data["Machine"] = table, machine
 	var text strings.Builder
-	err := template.Must(template.New("section").Parse(sectionTemplate)).Execute(&text, map[string]any{
-		"Date": time.Now().Format("2006-01-02"), "Cores": runtime.NumCPU(), "CPU": cpuModel(),
-		"Kernel": readLine("/proc/sys/kernel/osrelease"), "GoVersion": goVersion, "Load": loadAvg,
-		"Table": table, "N": n, "Settle": b.settle,
-	})
-	if err != nil {
+	if err := template.Must(template.New(heading).Parse(tmpl)).Execute(&text, data); err != nil {
 		return err
 	}
-	if err := replaceSection(doc, section, text.String()); err != nil {
+	if err := benchdoc.Replace(doc, heading, after, text.String()); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "benchreaction: wrote %q in %s\n", section, doc)
+	fmt.Fprintf(os.Stderr, "benchreaction: wrote %q in %s\n", heading, doc)
 	return nil
 }
 
@@ -290,10 +337,8 @@ func (b *bench) channelRun(ctx context.Context, i int) (sample, error) {
 		return none, err
 	}
 	termFile, exitFile := filepath.Join(b.tmp, "proxy-term"), filepath.Join(b.tmp, "main-exit")
-	for _, f := range []string{termFile, exitFile} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return none, err
-		}
+	if err := removeFiles(termFile, exitFile); err != nil {
+		return none, err
 	}
 
 	proxy, err := b.start("proxy", b.env(name, `{"name":"proxy","stopDeps":["main"]}`, false),
@@ -363,7 +408,7 @@ func (b *bench) apiRun(ctx context.Context, i int) (sample, error) {
 	}
 	defer b.deletePod(name)
 	termFile := filepath.Join(b.tmp, "proxy-term")
-	if err := os.Remove(termFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeFiles(termFile); err != nil {
 		return none, err
 	}
 
@@ -377,39 +422,22 @@ func (b *bench) apiRun(ctx context.Context, i int) (sample, error) {
 		return none, err
 	}
 
-	w, err := b.client.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{
-		FieldSelector:   fields.OneTermEqualSelector("metadata.name", name).String(),
-		ResourceVersion: pod.ResourceVersion,
-	})
+	w, err := b.watchPod(ctx, pod, mainTerminated, "main's termination")
 	if err != nil {
 		return none, err
 	}
-	defer w.Stop()
-	seen := make(chan int64, 1)
-	go func() {
-		for ev := range w.ResultChan() {
-			if p, ok := ev.Object.(*corev1.Pod); ok && mainTerminated(p) {
-				seen <- time.Now().UnixNano()
-				return
-			}
-		}
-	}()
+	defer w.stop()
 	if err := sleep(ctx, b.settle); err != nil {
 		return none, err
 	}
 
-	podstatus.Set(&pod.Status, "main", podstatus.Terminated(0))
-	written := time.Now().UnixNano()
-	if _, err := b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	_, written, err := b.writeMain(ctx, pod, podstatus.Terminated(0))
+	if err != nil {
 		return none, err
 	}
-	var eventAt int64
-	select {
-	case eventAt = <-seen:
-	case <-time.After(waitLimit):
-		return none, errors.New("the watch never delivered main's termination")
-	case <-ctx.Done():
-		return none, ctx.Err()
+	eventAt, err := w.seen(ctx)
+	if err != nil {
+		return none, err
 	}
 	if err := proxy.waitExit(ctx); err != nil {
 		return none, err
@@ -536,6 +564,58 @@ func (b *bench) newPod(ctx context.Context, name string) (*corev1.Pod, error) {
 	}
 	return b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 }
+
+// writeMain changes main's status in pod as change does and writes it through the status
+// subresource (one UpdateStatus); written is the time (Unix ns) taken just before the request.
+func (b *bench) writeMain(ctx context.Context, pod *corev1.Pod, change func(*corev1.ContainerStatus)) (_ *corev1.Pod, written int64, err error) {
+	podstatus.Set(&pod.Status, "main", change)
+	written = time.Now().UnixNano()
+	pod, err = b.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	return pod, written, err
+}
+
+// podWatch is a plain client-go watch of one pod in this process: the floor of a reaction.
+type podWatch struct {
+	w    watch.Interface
+	at   chan int64 // when the first event in which the condition holds arrived (Unix ns)
+	what string
+}
+
+// watchPod opens a plain client-go watch of pod (typed clientset, JSON, a field selector on its
+// name like koordinator's) from its resourceVersion, for the first event in which cond holds.
+func (b *bench) watchPod(ctx context.Context, pod *corev1.Pod, cond func(*corev1.Pod) bool, what string) (*podWatch, error) {
+	w, err := b.client.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("metadata.name", pod.Name).String(),
+		ResourceVersion: pod.ResourceVersion,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pw := &podWatch{w: w, at: make(chan int64, 1), what: what}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && cond(p) {
+				pw.at <- time.Now().UnixNano()
+				return
+			}
+		}
+	}()
+	return pw, nil
+}
+
+// seen waits for the event and returns when it arrived (Unix ns).
+func (pw *podWatch) seen(ctx context.Context) (int64, error) {
+	select {
+	case at := <-pw.at:
+		return at, nil
+	case <-time.After(waitLimit):
+		return 0, fmt.Errorf("the watch never delivered %s", pw.what)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (pw *podWatch) stop() { pw.w.Stop() }
 
 func (b *bench) deletePod(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -796,6 +876,18 @@ func logTime(log, msg string) (int64, error) {
 	return 0, fmt.Errorf("no %q line with a time in the log:\n%s", msg, log)
 }
 
+// logTimes is logTime of each msg in log.
+func logTimes(log string, msgs ...string) ([]int64, error) {
+	at := make([]int64, len(msgs))
+	for i, msg := range msgs {
+		var err error
+		if at[i], err = logTime(log, msg); err != nil {
+			return nil, err
+		}
+	}
+	return at, nil
+}
+
 var logTimeField = regexp.MustCompile(`"time":"([^"]+)"`)
 
 // pct is the nearest-rank percentile.
@@ -815,40 +907,17 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
-// replaceSection replaces the section that starts with a line beginning with heading (up to the
-// next "## " heading) with text, or appends text when there is none.
-func replaceSection(path, heading, text string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	lines := strings.SplitAfter(string(b), "\n")
-	start, end := -1, len(lines)
-	for i, l := range lines {
-		if start < 0 {
-			if strings.HasPrefix(l, heading) {
-				start = i
-			}
-			continue
-		}
-		if strings.HasPrefix(l, "## ") {
-			end = i
-			break
-		}
-	}
-	var out string
-	switch {
-	case start < 0:
-		out = strings.TrimRight(string(b), "\n") + "\n\n" + text
-	case end == len(lines):
-		out = strings.Join(lines[:start], "") + text
-	default:
-		out = strings.Join(lines[:start], "") + text + "\n" + strings.Join(lines[end:], "")
-	}
-	return os.WriteFile(path, []byte(out), 0o644)
-}
-
 // --- small things ---------------------------------------------------------------------------
+
+// removeFiles removes the files that exist of paths.
+func removeFiles(paths ...string) error {
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
 
 func readStamp(path string) (int64, error) {
 	b, err := os.ReadFile(path)
@@ -867,30 +936,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func readLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func firstFields(s string, n int) []string {
-	f := strings.Fields(s)
-	return f[:min(n, len(f))]
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for l := range strings.Lines(string(b)) {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
