@@ -30,8 +30,8 @@ func TestParseMapping(t *testing.T) {
 	}
 }
 
-// Release takes the executable's read-only pages out of the resident set, and the process keeps
-// working: the code it runs afterwards faults back in.
+// Release takes the executable's read-only pages out of the resident set (the test goes on
+// running: its code faults back in).
 func TestReleaseShrinksFileBackedRSS(t *testing.T) {
 	before := rssFileKB(t)
 	n, err := Release()
@@ -44,10 +44,6 @@ func TestReleaseShrinksFileBackedRSS(t *testing.T) {
 	}
 	if after >= before {
 		t.Errorf("RssFile %d kB before Release, %d kB after: want less", before, after)
-	}
-	// Code and read-only data fault back in; writable mappings (globals, the heap) were left alone.
-	if m, ok := parseMapping([]byte("00400000-00b17000 r-xp 00000000 fe:00 7 /x")); !ok || m.inode != 7 {
-		t.Errorf("after Release: parseMapping = %+v, %v", m, ok)
 	}
 	t.Logf("unmapped %d bytes; RssFile %d kB → %d kB", n, before, after)
 }
