@@ -17,9 +17,7 @@ const cronJob = "koordinator-example"
 // completes, with the same coordination as the Job example.
 func TestCronJobCreateJobFrom(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-cron-manual")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-cron-manual")
 	applyFile(t, ns, "deploy/cronjob-example.yaml")
 
 	created := time.Now()
@@ -41,9 +39,7 @@ func TestCronJobCreateJobFrom(t *testing.T) {
 // every minute: the cronjob controller creates a Job on the next minute and that Job completes.
 func TestCronJobScheduledRun(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-cron-scheduled")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-cron-scheduled")
 	applyFile(t, ns, "deploy/cronjob-example.yaml")
 	kubectl(t, "", "patch", "cronjob", cronJob, "-n", ns, "--type=merge", "-p", `{"spec":{"schedule":"* * * * *"}}`)
 	patched := time.Now()

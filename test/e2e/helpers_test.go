@@ -341,6 +341,16 @@ func kubectl(t *testing.T, stdin string, args ...string) string {
 	return out.String()
 }
 
+// coordinatedNamespace is a fresh namespace holding deploy/rbac.yaml as users apply it, whose
+// pods are dumped if the test fails.
+func coordinatedNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := newNamespace(t, prefix)
+	dumpOnFailure(t, ns)
+	applyFile(t, ns, "deploy/rbac.yaml")
+	return ns
+}
+
 // dumpOnFailure logs the status and every container's log of each pod in ns when the test
 // failed; pods already gone are dumped from their last recorded version when given.
 func dumpOnFailure(t *testing.T, ns string, recorders ...*recorder) {

@@ -77,11 +77,11 @@ func TestJobExample(t *testing.T) {
 	mainStarted := must("main", mainLog, "child started", msgIs("child started"))
 	mainDone := must("main", mainLog, "main: done", msgIs("main: done"))
 	mainExited := must("main", mainLog, "child exited", msgIs("child exited"))
-	mainExit := must("main", mainLog, "koordinator exits 0", exitsWith(0))
+	must("main", mainLog, "koordinator exits 0", exitsWith(0))
 	stopCond := must("proxy", proxyLog, "stop condition", msgIs("stop condition"))
 	stopping := must("proxy", proxyLog, "stopping the child", msgIs("stopping the child"))
 	proxyStopping := must("proxy", proxyLog, "proxy: stopping", msgIs("proxy: stopping"))
-	proxyExit := must("proxy", proxyLog, "koordinator exits 0", exitsWith(0))
+	must("proxy", proxyLog, "koordinator exits 0", exitsWith(0))
 	timeline = append(timeline, point{"Job Complete (seen)", complete})
 	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
 	var b strings.Builder
@@ -105,8 +105,6 @@ func TestJobExample(t *testing.T) {
 		t.Errorf("the proxy was stopped %s after main exited; want at least stopDelay (1s)", gap)
 	}
 	order(stopping, proxyStopping, "the proxy's child said stopping before it was signalled")
-	_ = mainExit
-	_ = proxyExit
 	failed = t.Failed()
 }
 

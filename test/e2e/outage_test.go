@@ -33,9 +33,7 @@ while true; do sleep 1 & wait $!; done
 func TestAPIServerOutage(t *testing.T) {
 	apiOutage.Lock()
 	defer apiOutage.Unlock()
-	ns := newNamespace(t, "e2e-outage")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-outage")
 	main := wrapped("main", `{"startDeps":["dep"]}`, workScript("main", 1))
 	// Debug level logs every pod state it sees: proof it watches its pod before the outage.
 	main.Env = append(main.Env, corev1.EnvVar{Name: "KOORDINATOR_LOG_LEVEL", Value: "debug"})

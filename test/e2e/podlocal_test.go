@@ -203,9 +203,7 @@ func TestPodLocalRestartRule(t *testing.T) {
 func TestPodLocalUnwrappedStopDep(t *testing.T) {
 	parallel(t)
 	begin := time.Now()
-	ns := newNamespace(t, "e2e-local-unwrapped")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-local-unwrapped")
 	createPod(t, ns, "unwrapped", podSpec(corev1.RestartPolicyNever, 30, nil,
 		debugLog(readyOnFile(wrapped("sidecar", `{"stopDeps":["main"]}`, serveScript("sidecar", 0)))),
 		plain("main", workScript("main", 4)),
@@ -220,14 +218,13 @@ func TestPodLocalUnwrappedStopDep(t *testing.T) {
 
 	ml, sl := readLog(ns, "unwrapped", "main"), readLog(ns, "unwrapped", "sidecar")
 	tl := newTimeline(begin)
-	mainWorking := tl.add("main: main: working", ml.first(t, "main: working"))
+	tl.add("main: main: working", ml.first(t, "main: working"))
 	mainDone := tl.add("main: main: done", ml.first(t, "main: done"))
 	sideStarted := tl.add("sidecar: child started", sl.first(t, "child started"))
 	watching := tl.add("sidecar: watching the stop dependencies' state files", sl.first(t, "watching the stop dependencies' state files"))
 	stopCond := tl.add("sidecar: stop condition", sl.first(t, "stop condition"))
 	tl.add("sidecar: sidecar: stopping", sl.first(t, "sidecar: stopping"))
 	tl.log(t)
-	_ = mainWorking
 	before(t, watching, mainDone, "the sidecar watched for main's state file while main worked")
 	before(t, sideStarted, mainDone, "the sidecar's child ran while main worked")
 	// main's "done" line is its last before it exits; the API shows the exit after that.
@@ -274,9 +271,7 @@ echo %[1]s: done
 func TestPodLocalBadStateFile(t *testing.T) {
 	parallel(t)
 	begin := time.Now()
-	ns := newNamespace(t, "e2e-local-bad-file")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-local-bad-file")
 	createPod(t, ns, "bad-file", podSpec(corev1.RestartPolicyNever, 30, nil,
 		debugLog(readyOnFile(wrapped("side-g", `{"stopDeps":["main-g"]}`, serveScript("side-g", 0)))),
 		wrapped("main-g", `{"startDeps":["side-g"]}`, vandalScript("main-g",

@@ -19,9 +19,7 @@ import (
 // the order a, b, c and stop in the order c, b, a; the Job completes.
 func TestStartDepsChain(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-chain")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-chain")
 	created := time.Now()
 	createJob(t, ns, "chain", 0, podSpec(corev1.RestartPolicyNever, 30, nil,
 		readyOnFile(wrapped("a", `{"stopDeps":["b"]}`, serveScript("a", 0))),
@@ -72,9 +70,7 @@ func TestStartDepsChain(t *testing.T) {
 // exits and is stopped only once main2 (which works 3 s longer) has exited too.
 func TestStopDepsTwoMains(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-two-mains")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-two-mains")
 	created := time.Now()
 	createJob(t, ns, "two-mains", 0, podSpec(corev1.RestartPolicyNever, 30, nil,
 		readyOnFile(wrapped("sidecar", `{"stopDeps":["main1","main2"]}`, serveScript("sidecar", 0))),
@@ -119,9 +115,7 @@ func TestStopDepsTwoMains(t *testing.T) {
 // once both are Ready, and the Job completes (the kubelet stops native sidecars itself).
 func TestNativeSidecarStartDep(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-native")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-native")
 	created := time.Now()
 	createJob(t, ns, "native", 0, podSpec(corev1.RestartPolicyNever, 30,
 		[]corev1.Container{
@@ -166,9 +160,7 @@ func TestNativeSidecarStartDep(t *testing.T) {
 // koordinator exits 125 with the reason in its log, and main's child never runs.
 func TestStartTimeout(t *testing.T) {
 	parallel(t)
-	ns := newNamespace(t, "e2e-start-timeout")
-	dumpOnFailure(t, ns)
-	applyFile(t, ns, "deploy/rbac.yaml")
+	ns := coordinatedNamespace(t, "e2e-start-timeout")
 	never := wrapped("never", `{"stopDeps":["main"]}`, serveScript("never", 0))
 	never.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"cat", "/tmp/never-there"}}},
