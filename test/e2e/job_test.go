@@ -104,7 +104,11 @@ func TestJobExample(t *testing.T) {
 	if gap := stopping.Sub(mainExited); gap < time.Second {
 		t.Errorf("the proxy was stopped %s after main exited; want at least stopDelay (1s)", gap)
 	}
-	order(stopping, proxyStopping, "the proxy's child said stopping before it was signalled")
+	// The signal goes out before "stopping the child" is logged: the child may print first.
+	order(stopCond, proxyStopping, "the proxy's child said stopping before its stop condition held")
+	if gap := proxyStopping.Sub(mainExited); gap < time.Second {
+		t.Errorf("the proxy's child heard its stop signal %s after main exited; want at least stopDelay (1s)", gap)
+	}
 	failed = t.Failed()
 }
 

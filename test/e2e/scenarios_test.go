@@ -413,7 +413,9 @@ while true; do sleep 1 & wait $!; done
 	before(t, hold, mainExited, "the sidecar held its stop while main was still stopping")
 	afterExit(t, mainExited, stopCond, "the sidecar's stop condition held after main exited")
 	afterExit(t, mainExited, stopping, "the sidecar's child was signalled after main exited")
-	before(t, stopping, sideTold, "the sidecar's child heard its stop signal after it was sent")
+	// The signal goes out before "stopping the child" is logged, so the stop condition is the
+	// bound the child's hearing it must follow.
+	before(t, stopCond, sideTold, "the sidecar's child heard its stop signal after the stop condition held")
 	before(t, sideExit, graceEnds, "the sidecar stopped within the grace period")
 	if n := len(sl.matching("child started")); n != 1 {
 		t.Errorf("the sidecar's child started %d times", n)
