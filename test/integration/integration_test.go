@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/koordinator-dev/koordinator/internal/watch"
 	"github.com/koordinator-dev/koordinator/test/podstatus"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
@@ -409,3 +412,64 @@ func TestAPIServerOutage(t *testing.T) {
 		t.Errorf("main exited %d after SIGTERM, want its child's 0", code)
 	}
 }
+
+// The wrapper's list and watch travel in protobuf: a new process decodes it without building
+// JSON's reflection caches (see internal/watch.NewListWatch).
+func TestListAndWatchInProtobuf(t *testing.T) {
+	f := newFixture(t, true)
+	cfg := cp.RESTConfig()
+	var mu sync.Mutex
+	seen := map[string]string{} // request path and query → response Content-Type
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(req)
+			if err == nil {
+				mu.Lock()
+				seen[req.URL.RawQuery] = resp.Header.Get("Content-Type")
+				mu.Unlock()
+			}
+			return resp, err
+		})
+	})
+	lw, err := watch.NewListWatch(cfg, f.ns, f.pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := lw.List(metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, ok := list.(*corev1.PodList)
+	if !ok || len(pods.Items) != 1 || pods.Items[0].Name != f.pod || len(pods.Items[0].Status.ContainerStatuses) != 2 {
+		t.Fatalf("list: %#v", list)
+	}
+	w, err := lw.Watch(metav1.ListOptions{ResourceVersion: pods.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	f.setContainer("proxy", podstatus.Running(true))
+	select {
+	case ev := <-w.ResultChan():
+		pod, ok := ev.Object.(*corev1.Pod)
+		if !ok || !slices.ContainsFunc(pod.Status.ContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == "proxy" && s.Ready }) {
+			t.Fatalf("watch event %s %#v, want the pod with proxy ready", ev.Type, ev.Object)
+		}
+	case <-time.After(deadline):
+		t.Fatal("no watch event")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("responses %v, want one list and one watch", seen)
+	}
+	for query, ct := range seen {
+		if ct != "application/vnd.kubernetes.protobuf" && ct != "application/vnd.kubernetes.protobuf;stream=watch" {
+			t.Errorf("response to ?%s came as %q, want protobuf", query, ct)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
