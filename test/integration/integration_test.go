@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
 
 	"github.com/koordinator-dev/koordinator/internal/watch"
@@ -431,11 +432,12 @@ func TestListAndWatchInProtobuf(t *testing.T) {
 			return resp, err
 		})
 	})
-	lw, err := watch.NewListWatch(cfg, f.ns, f.pod)
+	plain, err := watch.NewListWatch(cfg, f.ns, f.pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := lw.List(metav1.ListOptions{})
+	lw, ctx := cache.ToListerWatcherWithContext(plain), context.Background()
+	list, err := lw.ListWithContext(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +445,7 @@ func TestListAndWatchInProtobuf(t *testing.T) {
 	if !ok || len(pods.Items) != 1 || pods.Items[0].Name != f.pod || len(pods.Items[0].Status.ContainerStatuses) != 2 {
 		t.Fatalf("list: %#v", list)
 	}
-	w, err := lw.Watch(metav1.ListOptions{ResourceVersion: pods.ResourceVersion})
+	w, err := lw.WatchWithContext(ctx, metav1.ListOptions{ResourceVersion: pods.ResourceVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
