@@ -83,12 +83,18 @@ const (
 	section   = "## Stop reaction"
 )
 
+// steadyAfter is how long after its child started (or, waiting, after its first pod state) a
+// wrapper is triggered: past its release of start-up memory (1 s after either), so that a
+// reaction is timed in the state a real stop or start finds it in, with the pages the release
+// unmapped faulting back in.
+const steadyAfter = 1200 * time.Millisecond
+
 func main() {
 	bin := flag.String("bin", "bin/koordinator", "the koordinator binary")
 	n := flag.Int("n", 200, "runs of each setup")
-	settle := flag.Duration("settle", 50*time.Millisecond, "idle time between both wrappers being ready and the trigger")
+	settle := flag.Duration("settle", steadyAfter, "idle time between both wrappers being ready and the trigger")
 	doc := flag.String("doc", "", "markdown file whose \""+section+"\" section is written (created or replaced)")
-	timeout := flag.Duration("timeout", 45*time.Minute, "bound on the whole benchmark")
+	timeout := flag.Duration("timeout", 60*time.Minute, "bound on the whole benchmark")
 	reaction := flag.Bool("reaction", true, "measure the stop and start reactions (false: only the cold start, idle cost and scale)")
 	var opts idleOptions
 	flag.IntVar(&opts.coldRuns, "cold", 100, "cold starts (0: no cold start and idle cost)")

@@ -140,7 +140,8 @@ func (b *bench) startRun(ctx context.Context, name, kb string) (startSample, err
 // waitWatching waits until the wrapper has logged "waiting for start dependencies" (its informer
 // runs), then watchCheckAfter, then until the API server counts one more open pod watch than
 // base: the wrapper's. At the default log level nothing else shows that a waiting wrapper has
-// its pod. It returns how long the last /metrics read took.
+// its pod; and until steadyAfter has passed since the line (less scrapeQuiet, which the caller
+// adds). It returns how long the last /metrics read took.
 func (b *bench) waitWatching(ctx context.Context, p *proc, base float64) (time.Duration, error) {
 	limit := time.Now().Add(waitLimit)
 	for !strings.Contains(p.output(), `"msg":"waiting for start dependencies"`) {
@@ -155,12 +156,17 @@ func (b *bench) waitWatching(ctx context.Context, p *proc, base float64) (time.D
 			return 0, ctx.Err()
 		}
 	}
+	waiting := time.Now()
 	if err := sleep(ctx, watchCheckAfter); err != nil {
 		return 0, err
 	}
 	took, err := b.waitWatches(ctx, base, 1, 20*time.Millisecond, limit)
 	if err != nil {
 		return 0, fmt.Errorf("%w; %s's log:\n%s", err, p.name, p.output())
+	}
+	// The line was seen within a few ms of being written; scrapeQuiet follows this wait.
+	if err := sleep(ctx, time.Until(waiting.Add(steadyAfter-scrapeQuiet))); err != nil {
+		return 0, err
 	}
 	return took, nil
 }
@@ -318,5 +324,5 @@ func (b *bench) startReaction(ctx context.Context, bin string, n int, doc string
 	fmt.Fprintf(os.Stderr, "benchreaction: %d start reactions in %s\n", n, time.Since(began).Round(time.Millisecond))
 	b.startP99 = pct(startDurations(runs, func(s startSample) time.Duration { return s.reaction }), 0.99)
 	return report(doc, startSection, section, startSectionTemplate, makeStartTable(runs, spawn), machine,
-		map[string]any{"N": n, "Quiet": scrapeQuiet, "CheckAfter": watchCheckAfter})
+		map[string]any{"N": n, "Quiet": scrapeQuiet, "CheckAfter": watchCheckAfter, "Steady": steadyAfter})
 }
