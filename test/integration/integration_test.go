@@ -420,7 +420,7 @@ func TestListAndWatchInProtobuf(t *testing.T) {
 	f := newFixture(t, true)
 	cfg := cp.RESTConfig()
 	var mu sync.Mutex
-	seen := map[string]string{} // request path and query → response Content-Type
+	seen := map[string]string{} // request query → response Content-Type
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			resp, err := rt.RoundTrip(req)
