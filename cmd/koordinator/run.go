@@ -80,7 +80,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	// Register before anything slow, so a SIGTERM during start-up is ours to handle.
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, supervise.ForwardedSignals()...)
+	signal.Notify(signals, supervise.CaughtSignals()...)
 
 	log, err := newLogger(getenv, stderr)
 	if err != nil {

@@ -54,7 +54,7 @@ type Config struct {
 	PodName   string
 	// Connect returns the list/watch of the own pod. Called only when the spec has dependencies.
 	Connect func() (cache.ListerWatcher, error)
-	// Signals delivers every signal of supervise.ForwardedSignals.
+	// Signals delivers every signal of supervise.CaughtSignals.
 	Signals <-chan os.Signal
 	Log     *zap.Logger
 	// Started is when the process started; startTimeout and wait times count from it.
@@ -339,6 +339,10 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 			s := sig.(syscall.Signal)
 			if isTermination(s) {
 				l.onTermination(s)
+				continue
+			}
+			if !supervise.Forwarded(s) {
+				l.log.Debug("signal not forwarded", zap.String("signal", spec.SignalName(s)))
 				continue
 			}
 			if err := l.child.Signal(s); err != nil {

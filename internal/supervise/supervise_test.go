@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,7 +57,7 @@ func TestSignalDeath(t *testing.T) {
 // this test binary inherited an ignored SIGHUP (nohup), which a shell could not trap.
 func registerLikeTheCaller(t *testing.T) {
 	ch := make(chan os.Signal, 64)
-	signal.Notify(ch, ForwardedSignals()...)
+	signal.Notify(ch, CaughtSignals()...)
 	t.Cleanup(func() { signal.Stop(ch) })
 }
 
@@ -595,14 +596,14 @@ func TestForwardedSignals(t *testing.T) {
 		}
 		set[s] = true
 	}
-	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGPROF, 32, 33} {
+	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGPROF, syscall.SIGPIPE, 32, 33} {
 		if set[s] {
 			t.Errorf("%v (%d) must not be forwarded", s, s)
 		}
 	}
 	for _, s := range []syscall.Signal{
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1,
-		syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGPIPE, 34 + 3, 64,
+		syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, 34 + 3, 64,
 	} {
 		if !set[s] {
 			t.Errorf("%v (%d) is not forwarded", s, s)
@@ -612,12 +613,20 @@ func TestForwardedSignals(t *testing.T) {
 	for n := 1; n <= 64; n++ {
 		s := syscall.Signal(n)
 		switch s {
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, 32, 33:
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, syscall.SIGPIPE, 32, 33:
 			continue
 		}
 		if !set[s] {
 			t.Errorf("signal %d (%v) is missing", n, s)
 		}
+	}
+	// SIGPIPE is caught (koordinator survives its own broken pipes) but never forwarded.
+	caught := CaughtSignals()
+	if len(caught) != len(sigs)+1 || !slices.Contains(caught, os.Signal(syscall.SIGPIPE)) || Forwarded(syscall.SIGPIPE) {
+		t.Errorf("caught %v: want the forwarded signals and SIGPIPE, which is not forwarded", caught)
+	}
+	if !Forwarded(syscall.SIGUSR1) {
+		t.Error("SIGUSR1 is not forwarded")
 	}
 	// signal.Notify accepts them all, and a forwarded signal arrives.
 	ch := make(chan os.Signal, len(sigs))

@@ -382,6 +382,16 @@ func TestAPIServerOutage(t *testing.T) {
 	main.waitLog(`"msg":"waiting for start dependencies"`)
 
 	must(t, cp.StopAPIServer())
+	restarted := false
+	t.Cleanup(func() { // a failure during the outage must not leave the tests after it without an API
+		if !restarted {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := cp.StartAPIServer(ctx); err != nil {
+				t.Errorf("restarting the API server: %v", err)
+			}
+		}
+	})
 	outage := time.Now()
 	for time.Since(outage) < 10*time.Second {
 		select {
@@ -395,6 +405,7 @@ func TestAPIServerOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	must(t, cp.StartAPIServer(ctx))
+	restarted = true
 
 	f.setContainer("proxy", podstatus.Running(true))
 	f.waitFile("main-started")
