@@ -523,6 +523,10 @@ func before(t *testing.T, a, b time.Time, what string) {
 // reaction to that exit: the exit goes out on the pod-local channel before it is logged.
 const logSkew = 100 * time.Millisecond
 
+// captureLag bounds how much later than it was written a child's own output line is stamped: the
+// node stamps a line when it reads it from the pipe; koordinator stamps its lines itself.
+const captureLag = 100 * time.Millisecond
+
 // afterExit checks that reaction, another wrapper acting on a dependency's exit, did not come
 // before that exit: not earlier than the dependency's "child exited" line minus logSkew.
 func afterExit(t *testing.T, exited, reaction time.Time, what string) {
