@@ -46,7 +46,10 @@ func ForwardedSignals() []os.Signal {
 // tell that from a SIGPIPE sent with kill: forwarded, it would kill the child (exit 141) during
 // an API outage. Caught, it leaves koordinator running (the write fails with EPIPE, which the
 // caller handles) and the child's SIGPIPE at its default.
-func CaughtSignals() []os.Signal { return append(ForwardedSignals(), syscall.SIGPIPE) }
+func CaughtSignals() []os.Signal { return append(ForwardedSignals(), caughtOnly) }
+
+// caughtOnly is the one signal of CaughtSignals that is not forwarded.
+const caughtOnly = syscall.SIGPIPE
 
 // Forwarded reports whether a signal of CaughtSignals is passed on to the child.
-func Forwarded(s syscall.Signal) bool { return s != syscall.SIGPIPE }
+func Forwarded(s syscall.Signal) bool { return s != caughtOnly }

@@ -382,14 +382,15 @@ func TestAPIServerOutage(t *testing.T) {
 	main.waitLog(`"msg":"waiting for start dependencies"`)
 
 	must(t, cp.StopAPIServer())
-	restarted := false
-	t.Cleanup(func() { // a failure during the outage must not leave the tests after it without an API
-		if !restarted {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := cp.StartAPIServer(ctx); err != nil {
-				t.Errorf("restarting the API server: %v", err)
-			}
+	restart := sync.OnceValue(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return cp.StartAPIServer(ctx)
+	})
+	// A failure during the outage must not leave the tests after it without an API.
+	t.Cleanup(func() {
+		if err := restart(); err != nil {
+			t.Errorf("restarting the API server: %v", err)
 		}
 	})
 	outage := time.Now()
@@ -402,10 +403,7 @@ func TestAPIServerOutage(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	must(t, cp.StartAPIServer(ctx))
-	restarted = true
+	must(t, restart())
 
 	f.setContainer("proxy", podstatus.Running(true))
 	f.waitFile("main-started")
