@@ -67,12 +67,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/koordinator-dev/koordinator/hack/internal/benchdoc"
+	podwatch "github.com/koordinator-dev/koordinator/internal/watch"
 	"github.com/koordinator-dev/koordinator/test/podstatus"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
@@ -210,8 +210,7 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 		return err
 	}
 	fc := rest.CopyConfig(rc)
-	fc.ContentType = kruntime.ContentTypeProtobuf
-	fc.AcceptContentTypes = kruntime.ContentTypeProtobuf + "," + kruntime.ContentTypeJSON
+	podwatch.PreferProtobuf(fc)
 	if b.floor, err = kubernetes.NewForConfig(fc); err != nil {
 		return err
 	}

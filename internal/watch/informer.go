@@ -40,11 +40,7 @@ func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher
 	c.APIPath = "/api"
 	c.GroupVersion = &corev1.SchemeGroupVersion
 	c.NegotiatedSerializer = serializer.NewCodecFactory(podScheme()).WithoutConversion()
-	// Protobuf: a new process decodes its first pod in ~0.3 ms instead of the 4-10 ms JSON
-	// spends building its reflection caches, and each later pod in a third of the time.
-	// JSON stays acceptable for a server (or proxy) that cannot answer in protobuf.
-	c.ContentType = runtime.ContentTypeProtobuf
-	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	PreferProtobuf(c)
 	if c.UserAgent == "" {
 		c.UserAgent = "koordinator"
 	}
@@ -54,6 +50,15 @@ func NewListWatch(cfg *rest.Config, namespace, name string) (cache.ListerWatcher
 	}
 	return cache.NewListWatchFromClient(client, "pods", namespace,
 		fields.OneTermEqualSelector("metadata.name", name)), nil
+}
+
+// PreferProtobuf makes a client configuration ask for protobuf: a new process decodes its first
+// pod in ~0.3 ms instead of the 4-10 ms JSON spends building its reflection caches, and each
+// later pod in a third of the time. JSON stays acceptable for a server (or proxy) that cannot
+// answer in protobuf.
+func PreferProtobuf(c *rest.Config) {
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 }
 
 // Watcher keeps one pod up to date through a client-go informer (resync 0) and hands each new
