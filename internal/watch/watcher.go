@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/watchlist"
+	"k8s.io/klog/v2"
 
 	"github.com/koordinator-dev/koordinator/internal/latest"
 )
@@ -61,8 +63,8 @@ func PreferProtobuf(c *rest.Config) {
 	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 }
 
-// Watcher keeps one pod up to date through a client-go informer (resync 0) and hands each new
-// state on. It never gives up: list and watch failures are retried with client-go's backoff for
+// Watcher keeps one pod up to date through a client-go reflector (list, then watch; resync 0)
+// and hands each new state on. It never gives up: list and watch failures are retried with client-go's backoff for
 // the whole life of the process (a 410 leads to a relist), and only reported on Errors.
 type Watcher struct {
 	pods     chan *corev1.Pod
@@ -70,41 +72,88 @@ type Watcher struct {
 	notFound chan struct{}
 }
 
-// Start runs the informer until ctx is done.
+// Start runs the watch until ctx is done.
+//
+// A client-go Reflector feeds an UndeltaStore, which hands the pod on from the reflector's own
+// goroutine as each event is applied (the kubelet watches its pods the same way). A shared
+// informer would pass every event through a DeltaFIFO, a processing loop and a listener
+// goroutine first: three more hand-offs between goroutines for nothing, with one pod and one
+// reader.
 func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	w := &Watcher{
 		pods:     make(chan *corev1.Pod, 1),
 		errs:     make(chan error, 1),
 		notFound: make(chan struct{}),
 	}
-	inf := cache.NewSharedIndexInformer(&reporting{
-		inner:                cache.ToListerWatcherWithContext(lw),
-		report:               func(err error) { latest.Offer(w.errs, err) },
-		watchListUnsupported: watchlist.DoesClientNotSupportWatchListSemantics(lw),
-	}, &corev1.Pod{}, 0, cache.Indexers{})
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		latest.Offer(w.errs, err)
-	}); err != nil {
-		return nil, fmt.Errorf("setting the watch error handler: %w", err)
-	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { w.deliver(obj) },
-		UpdateFunc: func(_, obj any) { w.deliver(obj) },
-		// A deleted pod object is only seen after every container has stopped (or on a forced
-		// deletion, when the kubelet is about to kill us anyway): nothing left to decide.
-	})
-	if err != nil {
-		return nil, fmt.Errorf("adding the event handler: %w", err)
-	}
-	go inf.RunWithContext(ctx)
-	go func() {
-		// Decided here, from the synced store, rather than by the reader comparing a "synced"
-		// event with the pods it has taken: a select may take the two in either order.
-		if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) && len(inf.GetStore().List()) == 0 {
-			close(w.notFound)
+	listed := false
+	store := cache.NewUndeltaStore(func(pods []any) {
+		// Only the reflector's goroutine calls this. The first call is the first complete list.
+		first := !listed
+		listed = true
+		if len(pods) == 0 {
+			// A deleted pod is only seen after every container has stopped (or on a forced
+			// deletion, when the kubelet is about to kill us anyway): nothing left to decide.
+			if first {
+				close(w.notFound)
+			}
+			return
 		}
-	}()
+		w.deliver(pods[0])
+	}, cache.MetaNamespaceKeyFunc)
+	report := func(err error) { latest.Offer(w.errs, err) }
+	r := cache.NewReflectorWithOptions(&reporting{
+		inner:                cache.ToListerWatcherWithContext(lw),
+		report:               report,
+		watchListUnsupported: watchlist.DoesClientNotSupportWatchListSemantics(lw),
+	}, &corev1.Pod{}, store, cache.ReflectorOptions{Name: "pod"})
+	// The reflector reports a watch that failed or broke through the logger in its context
+	// (it has no error handler of its own): those reports go to Errors, where the wrapper
+	// logs them its own way (rate-limited, with the RBAC hint on a 403), not once per retry.
+	sink := errorsTo{LogSink: klog.FromContext(ctx).GetSink(), report: report}
+	go r.RunWithContext(klog.NewContext(ctx, logr.New(sink)))
 	return w, nil
+}
+
+// errorsTo is a logr sink that hands every error reported with an error value to report and
+// passes everything else on to the LogSink it wraps (which may be nil: log nothing).
+type errorsTo struct {
+	logr.LogSink
+	report func(error)
+}
+
+// Init does nothing: the wrapped sink was initialised when its own logger was made (and may
+// be shared with other goroutines).
+func (s errorsTo) Init(logr.RuntimeInfo) {}
+
+func (s errorsTo) Enabled(level int) bool { return s.LogSink != nil && s.LogSink.Enabled(level) }
+
+func (s errorsTo) Info(level int, msg string, kv ...any) {
+	if s.LogSink != nil {
+		s.LogSink.Info(level, msg, kv...)
+	}
+}
+
+func (s errorsTo) Error(err error, msg string, kv ...any) {
+	switch {
+	case err != nil:
+		s.report(err)
+	case s.LogSink != nil:
+		s.LogSink.Error(err, msg, kv...)
+	}
+}
+
+func (s errorsTo) WithValues(kv ...any) logr.LogSink {
+	if s.LogSink != nil {
+		s.LogSink = s.LogSink.WithValues(kv...)
+	}
+	return s
+}
+
+func (s errorsTo) WithName(name string) logr.LogSink {
+	if s.LogSink != nil {
+		s.LogSink = s.LogSink.WithName(name)
+	}
+	return s
 }
 
 // reporting passes on every list and watch failure, including those client-go retries without
@@ -175,7 +224,7 @@ func transient(err error) bool {
 func (r *reporting) IsWatchListSemanticsUnSupported() bool { return r.watchListUnsupported }
 
 // Pods delivers the latest state of the pod; a state not yet taken is replaced by a newer one.
-// The objects are the informer's cache: never modify them.
+// The objects are the watch's cache: never modify them.
 func (w *Watcher) Pods() <-chan *corev1.Pod { return w.pods }
 
 // Errors delivers list and watch failures (the latest when the reader lags).
