@@ -867,7 +867,7 @@ func makeTable(n int, channel, api, floors []sample) string {
 		p50(channel, func(s sample) time.Duration { return s.decided - s.reaped }))
 	fmt.Fprintf(&sb, "| status written → proxy's wrapper decides: the write, the watch event, judging the pod | | %s |\n",
 		p50(api, func(s sample) time.Duration { return s.decided }))
-	fmt.Fprintf(&sb, "| proxy's wrapper decides → proxy's child receives SIGTERM: two log lines, kill(2) from a new goroutine, Go's signal delivery in the child | %s | %s |\n",
+	fmt.Fprintf(&sb, "| proxy's wrapper decides → proxy's child receives SIGTERM: writing the decision's and the \"stop condition\" log lines, kill(2), Go's signal delivery in the child | %s | %s |\n",
 		p50(channel, func(s sample) time.Duration { return s.signaled }), p50(api, func(s sample) time.Duration { return s.signaled }))
 	return sb.String()
 }
