@@ -170,10 +170,7 @@ func (l *loop) run(ctx context.Context) int {
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	w, err := watch.Start(watchCtx, lw)
-	if err != nil {
-		return l.exit(ExitConfig, "cannot watch the pod", zap.Error(err))
-	}
+	w := watch.Start(watchCtx, lw)
 	if code, ok := l.wait(ctx, w); !ok {
 		return code
 	}

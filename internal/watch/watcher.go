@@ -64,8 +64,9 @@ func PreferProtobuf(c *rest.Config) {
 }
 
 // Watcher keeps one pod up to date through a client-go reflector (list, then watch; resync 0)
-// and hands each new state on. It never gives up: list and watch failures are retried with client-go's backoff for
-// the whole life of the process (a 410 leads to a relist), and only reported on Errors.
+// and hands each new state on. It never gives up: list and watch failures are retried with
+// client-go's backoff for the whole life of the process (a 410 leads to a relist), and only
+// reported on Errors.
 type Watcher struct {
 	pods     chan *corev1.Pod
 	errs     chan error
@@ -79,7 +80,7 @@ type Watcher struct {
 // informer would pass every event through a DeltaFIFO, a processing loop and a listener
 // goroutine first: three more hand-offs between goroutines for nothing, with one pod and one
 // reader.
-func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
+func Start(ctx context.Context, lw cache.ListerWatcher) *Watcher {
 	w := &Watcher{
 		pods:     make(chan *corev1.Pod, 1),
 		errs:     make(chan error, 1),
@@ -111,7 +112,7 @@ func Start(ctx context.Context, lw cache.ListerWatcher) (*Watcher, error) {
 	// logs them its own way (rate-limited, with the RBAC hint on a 403), not once per retry.
 	sink := errorsTo{LogSink: klog.FromContext(ctx).GetSink(), report: report}
 	go r.RunWithContext(klog.NewContext(ctx, logr.New(sink)))
-	return w, nil
+	return w
 }
 
 // errorsTo is a logr sink that hands every error reported with an error value to report and

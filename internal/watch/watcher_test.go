@@ -102,10 +102,7 @@ func TestWatcherDeliversThePodAndNeverCallsADeletedPodNotFound(t *testing.T) {
 	c := fake.NewClientset(pod.DeepCopy())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := Start(ctx, fakeListWatch(c))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := Start(ctx, fakeListWatch(c))
 	next := func(what string) *corev1.Pod {
 		t.Helper()
 		select {
@@ -152,10 +149,7 @@ func TestWatcherDeliversThePodAndNeverCallsADeletedPodNotFound(t *testing.T) {
 func TestWatcherSaysNotFoundWhenTheFirstListIsEmpty(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := Start(ctx, fakeListWatch(fake.NewClientset()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := Start(ctx, fakeListWatch(fake.NewClientset()))
 	select {
 	case <-w.NotFound():
 	case p := <-w.Pods():
@@ -190,10 +184,7 @@ func TestWatchFailuresGoToErrorsNotToTheLog(t *testing.T) {
 	}, fake.NewClientset())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := Start(klog.NewContext(ctx, rec), lw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := Start(klog.NewContext(ctx, rec), lw)
 	for i := 0; i < 3; i++ {
 		select {
 		case err := <-w.Errors():
