@@ -28,6 +28,7 @@ import (
 
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/internal/watch/watchtest"
 	"github.com/koordinator-dev/koordinator/test/podstatus"
 )
 
@@ -57,16 +58,7 @@ func start(t *testing.T, pod *corev1.Pod, sp spec.Spec, script string, opts ...f
 	h.pod.ResourceVersion = "1"
 	h.rv = 1
 	h.client = fake.NewClientset(h.pod.DeepCopy())
-	pods := h.client.CoreV1().Pods(namespace)
-	// The fake clientset cannot stream a watch-list; the wrapper tells the reflector so.
-	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return pods.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
-			return pods.Watch(ctx, o)
-		},
-	}, h.client)
+	lw := watchtest.Pods(h.client, namespace)
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logs = logs
 	if sp.StopSignal == 0 {
@@ -395,16 +387,8 @@ func TestPodNotFound(t *testing.T) {
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopTimeout: 5 * time.Second}, sidecar,
 		func(c *lifecycle.Config) {
 			c.PodName = "job-2"
-			empty := fake.NewClientset() // the pod lists as nothing: wrong name or namespace
-			pods := empty.CoreV1().Pods(namespace)
-			lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-					return pods.List(ctx, o)
-				},
-				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
-					return pods.Watch(ctx, o)
-				},
-			}, empty)
+			// The pod lists as nothing: wrong name or namespace.
+			lw := watchtest.Pods(fake.NewClientset(), namespace)
 			c.Connect = func() (cache.ListerWatcher, error) { return lw, nil }
 		})
 	if code := h.exitCode(); code != lifecycle.ExitConfig {

@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"github.com/koordinator-dev/koordinator/internal/watch/watchtest"
 )
 
 func TestTransient(t *testing.T) {
@@ -83,26 +85,12 @@ func TestRetryingRetriesOnlyTransientFailures(t *testing.T) {
 	}
 }
 
-// fakeListWatch lists and watches pods of namespace "ns" in a fake clientset (which cannot
-// stream a watch-list; the wrapper says so, as the lifecycle tests do).
-func fakeListWatch(c *fake.Clientset) cache.ListerWatcher {
-	pods := c.CoreV1().Pods("ns")
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return pods.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (kwatch.Interface, error) {
-			return pods.Watch(ctx, o)
-		},
-	}, c)
-}
-
 func TestWatcherDeliversThePodAndNeverCallsADeletedPodNotFound(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "job", Namespace: "ns"}}
 	c := fake.NewClientset(pod.DeepCopy())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := Start(ctx, fakeListWatch(c))
+	w := Start(ctx, watchtest.Pods(c, "ns"))
 	next := func(what string) *corev1.Pod {
 		t.Helper()
 		select {
@@ -149,7 +137,7 @@ func TestWatcherDeliversThePodAndNeverCallsADeletedPodNotFound(t *testing.T) {
 func TestWatcherSaysNotFoundWhenTheFirstListIsEmpty(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w := Start(ctx, fakeListWatch(fake.NewClientset()))
+	w := Start(ctx, watchtest.Pods(fake.NewClientset(), "ns"))
 	select {
 	case <-w.NotFound():
 	case p := <-w.Pods():
