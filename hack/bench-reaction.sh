@@ -2,7 +2,7 @@
 # Stop and start reaction, then cold start, time to first sync, RSS and API cost of idle wrappers,
 # then many wrappers against the one API server, all against one local control plane (see
 # hack/benchreaction); writes the "Stop reaction", "Start reaction", "Cold start and idle cost"
-# and "Scale" sections of docs/performance.md. About 25 min in all at the defaults: each reaction
+# and "Scale" sections of docs/performance.md. About 37 min in all at the defaults (2026-11-23): each reaction
 # waits past the wrappers' release of start-up memory (1.2 s), the idle wrappers take IDLE (5 min,
 # the issue's window) and the scale run SCALE_IDLE plus its start-up.
 set -euo pipefail
