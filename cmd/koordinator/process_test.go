@@ -374,6 +374,38 @@ func TestInstall(t *testing.T) {
 	}
 }
 
+// --install never writes outside the folder as the user named it: not through a symlink named
+// with a trailing slash (which makes the path resolve it), nor through a symlink anywhere on
+// the path.
+func TestInstallNeverFollowsASymlinkedFolder(t *testing.T) {
+	real, elsewhere := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(elsewhere, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(real, "link")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{link + "/", link, filepath.Join(link, "sub"), filepath.Join(link, "sub") + "/", link + "/./sub"} {
+		code, _, stderr := runKoordinator(t, nil, "--install", dir)
+		if code != 125 || !strings.Contains(stderr, link+" is a symlink") {
+			t.Errorf("--install %s: exit %d, want 125 naming %s as a symlink; stderr %q", dir, code, link, stderr)
+		}
+	}
+	for d, want := range map[string]int{elsewhere: 1 /* sub */, filepath.Join(elsewhere, "sub"): 0} {
+		if entries, _ := os.ReadDir(d); len(entries) != want {
+			t.Errorf("written through the symlink into %s: %v", d, entries)
+		}
+	}
+	// A real folder named with a trailing slash is fine.
+	if code, out, stderr := runKoordinator(t, nil, "--install", real+"/"); code != 0 || out != "installed "+filepath.Join(real, "koordinator")+"\n" {
+		t.Errorf("--install %s/: exit %d, stdout %q, stderr %q", real, code, out, stderr)
+	}
+	if code, _, stderr := runKoordinator(t, nil, "--install", filepath.Join(real, "koordinator")); code != 125 || !strings.Contains(stderr, "is not a directory") {
+		t.Errorf("--install into a file: exit %d; stderr %q", code, stderr)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	code, out, stderr := runKoordinator(t, []string{`KOORDINATOR_SPEC={"startDeps":["proxy"],"termSignal":"INT","stopDelay":"1m30s"}`}, "--check")
 	if code != 0 {

@@ -69,7 +69,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "koordinator: %v\n", err)
 			return lifecycle.ExitConfig
 		}
-		fmt.Fprintf(stdout, "installed %s\n", strings.TrimSuffix(*install, "/")+"/koordinator")
+		fmt.Fprintf(stdout, "installed %s\n", filepath.Join(*install, "koordinator"))
 		return 0
 	case *check:
 		return checkSpec(getenv, stdout, stderr)
