@@ -206,12 +206,9 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 		case <-ctx.Done():
 			return l.exit(ExitConfig, "cancelled while waiting"), false
 		case sig := <-l.cfg.Signals:
-			s := sig.(syscall.Signal)
-			if isTermination(s) {
-				l.terms++
-				return l.exit(128+int(s), "signal before the child started", zap.String("signal", spec.SignalName(s))), false
+			if code, ok := l.signalBeforeStart(sig.(syscall.Signal)); !ok {
+				return code, false
 			}
-			l.log.Debug("signal ignored before the child started", zap.String("signal", spec.SignalName(s)))
 		case <-w.NotFound():
 			return l.exit(ExitConfig, fmt.Sprintf("pod %s/%s not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace",
 				l.cfg.Namespace, l.cfg.PodName)), false
@@ -272,10 +269,12 @@ func (l *loop) see(pod *corev1.Pod) (int, bool) {
 		l.self = name
 		l.log = l.log.With(zap.String("container", name))
 	case found && name != l.self:
-		// A copied spec, say. Publishing under another container's name could stop that
-		// container's dependents, so publish nothing.
-		l.log.Warn(fmt.Sprintf("the spec's name is %q but this process runs in container %q; not publishing on the pod-local channel", l.self, name))
+		// A copied spec, say. The dependencies were checked against the wrong name (a
+		// self-dependency would go unseen and hang the pod), and publishing under another
+		// container's name could stop that container's dependents.
 		l.pubResolved = true
+		return l.exit(ExitConfig, fmt.Sprintf("the spec's name is %q but this process runs in container %q of pod %s/%s: set \"name\" to %q, or remove it (koordinator finds it from the pod)",
+			l.self, name, pod.Namespace, pod.Name, name)), false
 	}
 	if err := watch.ValidateDeps(pod, l.self, l.cfg.Spec.StartDeps, l.cfg.Spec.StopDeps); err != nil {
 		return l.exit(ExitConfig, err.Error()), false
@@ -296,6 +295,9 @@ func (l *loop) logNewlyReady(deps []string, v watch.StartVerdict) {
 
 // start starts the child; !ok means it could not be started and the int is the exit code.
 func (l *loop) start() (int, bool) {
+	if code, ok := l.noTerminationYet(); !ok {
+		return code, false
+	}
 	child, err := l.sup.Start(l.cfg.Command)
 	if err != nil {
 		var se *supervise.StartError
@@ -307,6 +309,33 @@ func (l *loop) start() (int, bool) {
 	l.child = child
 	l.publishStarted()
 	l.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", l.cfg.Command))
+	return 0, true
+}
+
+// noTerminationYet takes the signals that came in before the child starts: a termination
+// signal means the child must not start (!ok, and the exit code 128+N); others are dropped,
+// as while waiting for the start dependencies.
+func (l *loop) noTerminationYet() (int, bool) {
+	for {
+		select {
+		case sig := <-l.cfg.Signals:
+			if code, ok := l.signalBeforeStart(sig.(syscall.Signal)); !ok {
+				return code, false
+			}
+		default:
+			return 0, true
+		}
+	}
+}
+
+// signalBeforeStart handles a signal that came before the child started: a termination signal
+// ends koordinator with 128+N (!ok), any other is dropped (there is no one to forward it to).
+func (l *loop) signalBeforeStart(s syscall.Signal) (int, bool) {
+	if isTermination(s) {
+		l.terms++
+		return l.exit(128+int(s), "signal before the child started", zap.String("signal", spec.SignalName(s))), false
+	}
+	l.log.Debug("signal ignored before the child started", zap.String("signal", spec.SignalName(s)))
 	return 0, true
 }
 

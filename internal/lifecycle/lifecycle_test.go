@@ -255,6 +255,45 @@ func TestUnknownDependency(t *testing.T) {
 	}
 }
 
+// A stop dependency on a native sidecar could never hold (the kubelet stops native sidecars
+// after the regular containers): a configuration error once the pod is seen.
+func TestStopDepOnANativeSidecar(t *testing.T) {
+	h := start(t, withSidecarInit(podWith(corev1.RestartPolicyNever, "main"), "mesh"),
+		spec.Spec{Name: "main", StopDeps: []string{"mesh"}}, sidecar)
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(errs) != 1 || !strings.Contains(errs[0].Message, `stop dependency "mesh" is a native sidecar`) || !strings.Contains(errs[0].Message, "remove it from stopDeps") {
+		t.Errorf("want one error saying why and what to write instead, got:\n%s", h.dump())
+	}
+	if h.exists("started") {
+		t.Error("child started")
+	}
+}
+
+// A termination signal that came in before the child started means it never starts, with or
+// without dependencies.
+func TestTerminationQueuedBeforeTheStart(t *testing.T) {
+	for _, sp := range []spec.Spec{{}, {Name: "main", StartDeps: []string{"proxy"}}} {
+		t.Run(fmt.Sprintf("startDeps %v", sp.StartDeps), func(t *testing.T) {
+			pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
+			podstatus.Set(&pod.Status, "proxy", podstatus.Running(true))
+			h := start(t, pod, sp, sidecar, func(c *lifecycle.Config) {
+				queued := make(chan os.Signal, 1)
+				queued <- syscall.SIGINT
+				c.Signals = queued
+			})
+			if code := h.exitCode(); code != 130 {
+				t.Fatalf("exit code %d, want 130", code)
+			}
+			if h.exists("started") || h.logs.FilterMessage("child started").Len() > 0 {
+				t.Errorf("child started after SIGINT; logs:\n%s", h.dump())
+			}
+		})
+	}
+}
+
 func TestStopsAfterAllStopDepsExitedPlusDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	pod := podWith(corev1.RestartPolicyNever, "proxy", "main", "report")

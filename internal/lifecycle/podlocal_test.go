@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -312,18 +313,24 @@ func readStateFile(t *testing.T, folder, name string) podlocal.State {
 	return s
 }
 
-// A spec name that contradicts the pod publishes nothing: it could stop another container's
-// dependents.
-func TestSpecNameContradictingThePodIsNotPublished(t *testing.T) {
+// A spec name that contradicts the pod is a configuration error: the dependencies were checked
+// against the wrong name (here a self-dependency would go unseen), and publishing under another
+// container's name could stop that container's dependents.
+func TestSpecNameContradictingThePod(t *testing.T) {
 	folder := t.TempDir()
 	pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
 	pod.Spec.Containers[0].Command = []string{"/koordinator/koordinator", "sh", "-c", sidecar} // this process runs in proxy
-	h := start(t, pod, spec.Spec{Name: "main", StartDeps: []string{"proxy"}}, sidecar, podLocal(folder))
-	h.waitLog(`the spec's name is "main" but this process runs in container "proxy"; not publishing on the pod-local channel`)
-	h.update(set("proxy", podstatus.Running(true)))
-	h.waitFor("child started", func() bool { return h.exists("started") })
-	h.signals <- syscall.SIGTERM
-	h.exitCode()
+	h := start(t, pod, spec.Spec{Name: "main", StopDeps: []string{"proxy"}}, sidecar, podLocal(folder))
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	errs := h.logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(errs) != 1 || errs[0].Message != `the spec's name is "main" but this process runs in container "proxy" of pod default/job-1: set "name" to "proxy", or remove it (koordinator finds it from the pod)` {
+		t.Errorf("want one error naming both names, got:\n%s", h.dump())
+	}
+	if h.exists("started") {
+		t.Error("child started")
+	}
 	if entries, _ := os.ReadDir(podlocal.Dir(folder)); len(entries) != 0 {
 		t.Errorf("published: %v", entries)
 	}

@@ -155,7 +155,8 @@ type DepError struct{ Msg string }
 func (e *DepError) Error() string { return e.Msg }
 
 // ValidateDeps checks the spec's dependencies against the pod spec: every name must be a
-// container of the pod, none may be self (when self != ""), and no start-dependency cycle may be
+// container of the pod, none may be self (when self != ""), no stop dependency may be a native
+// sidecar unless self is one too (self unknown counts as not), and no start-dependency cycle may be
 // reachable from self through the specs other containers carry as literal KOORDINATOR_SPEC env
 // values (specs that fail to parse, and specs from ConfigMaps or Secrets, are not visible and
 // count as having no start dependencies). The first problem found is returned as a *DepError,
@@ -177,6 +178,14 @@ func ValidateDeps(pod *corev1.Pod, self string, startDeps, stopDeps []string) er
 			if self != "" && d == self {
 				return &DepError{Msg: fmt.Sprintf("%s dependency %q is this container itself, in %s", set.what, d, where)}
 			}
+		}
+	}
+	// The kubelet stops native sidecars only after every regular container has exited, so a
+	// regular (or plain init) container that waits for one to exit waits forever.
+	_, selfKind, _ := container(pod, self)
+	for _, d := range stopDeps {
+		if _, k, _ := container(pod, d); k == sidecar && selfKind != sidecar {
+			return &DepError{Msg: fmt.Sprintf("stop dependency %q is a native sidecar (an init container with restartPolicy: Always), which the kubelet stops only after every regular container has exited: this container would wait for it forever; remove it from stopDeps (it can stay a start dependency), in %s", d, where)}
 		}
 	}
 	if cycle := startCycle(pod, self, startDeps); cycle != nil {

@@ -162,6 +162,15 @@ func TestValidateDeps(t *testing.T) {
 		{"diamond is no cycle", chain("", `{"startDeps":["c"]}`, ""), "a", []string{"b", "c"}, nil, ""},
 		{"spec from a ConfigMap is not visible", newPod(corev1.RestartPolicyNever, regulars(ctr("a"), ctr("b", specFrom))), "a", []string{"b"}, nil, ""},
 		{"unparsable spec is ignored", chain("", `{"startDeps":["a"`, ""), "a", []string{"b"}, nil, ""},
+		{"stop dep on a native sidecar", seed, "main", nil, []string{"cloud-sql-proxy"},
+			`stop dependency "cloud-sql-proxy" is a native sidecar (an init container with restartPolicy: Always), which the kubelet stops only after every regular container has exited: this container would wait for it forever; remove it from stopDeps (it can stay a start dependency), in pod default/job-x (containers: cloud-sql-proxy, main)`},
+		{"stop dep on a native sidecar, self unknown", seed, "", nil, []string{"cloud-sql-proxy"},
+			`stop dependency "cloud-sql-proxy" is a native sidecar (an init container with restartPolicy: Always), which the kubelet stops only after every regular container has exited: this container would wait for it forever; remove it from stopDeps (it can stay a start dependency), in pod default/job-x (containers: cloud-sql-proxy, main)`},
+		{"stop dep on a native sidecar, from a plain init container", newPod(corev1.RestartPolicyNever,
+			inits(ctr("mesh", sidecarPolicy), ctr("migrate")), regulars(ctr("main"))), "migrate", nil, []string{"mesh"},
+			`stop dependency "mesh" is a native sidecar (an init container with restartPolicy: Always), which the kubelet stops only after every regular container has exited: this container would wait for it forever; remove it from stopDeps (it can stay a start dependency), in pod default/job-x (containers: mesh, migrate, main)`},
+		{"a native sidecar may stop after another", newPod(corev1.RestartPolicyNever,
+			inits(ctr("mesh", sidecarPolicy), ctr("logs", sidecarPolicy)), regulars(ctr("main"))), "mesh", nil, []string{"logs"}, ""},
 		{"other containers' unknown deps are not ours to report", chain("", `{"startDeps":["zzz"]}`, ""), "a", []string{"b"}, nil, ""},
 	}
 	for _, tt := range tests {
