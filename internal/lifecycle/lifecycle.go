@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/koordinator-dev/koordinator/internal/podlocal"
@@ -124,6 +125,11 @@ type loop struct {
 
 	child *supervise.Child
 
+	// lw lists and watches the pod (nil without dependencies); relisted delivers the one list
+	// made after a termination signal while the watch is closed (nil when none is under way).
+	lw       cache.ListerWatcher
+	relisted chan *corev1.Pod
+
 	terms      int       // termination signals received
 	termAt     time.Time // first one
 	holdTimer  *time.Timer
@@ -168,6 +174,7 @@ func (l *loop) run(ctx context.Context) int {
 	if err != nil {
 		return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
 	}
+	l.lw = lw
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	w := watch.Start(watchCtx, lw)
@@ -364,7 +371,7 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 		case sig := <-l.cfg.Signals:
 			s := sig.(syscall.Signal)
 			if isTermination(s) {
-				l.onTermination(s)
+				l.onTermination(ctx, s)
 				continue
 			}
 			if !supervise.Forwarded(s) {
@@ -390,6 +397,13 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 		case <-timerC(l.delayTimer):
 			l.delayTimer = nil
 			l.sendStop()
+		case pod := <-l.relisted:
+			l.relisted = nil
+			if pod != nil {
+				l.see(pod)
+				l.log.Debug("stop deadline", zap.Time("latest", l.holdDeadline()), zap.Bool("deletion", pod.DeletionTimestamp != nil))
+				l.armDelay()
+			}
 		}
 	}
 }
@@ -397,7 +411,7 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 // onTermination handles SIGTERM/SIGINT to koordinator. The first one stops the child once its
 // stop dependencies have exited, but never later than the pod's grace period allows; a second
 // one cuts every wait short; after the stop signal went out they are forwarded as they are.
-func (l *loop) onTermination(s syscall.Signal) {
+func (l *loop) onTermination(ctx context.Context, s syscall.Signal) {
 	l.terms++
 	l.log.Info("termination signal received", zap.String("signal", spec.SignalName(s)), zap.Int("count", l.terms))
 	switch {
@@ -415,6 +429,9 @@ func (l *loop) onTermination(s syscall.Signal) {
 		}
 		if len(l.cfg.Spec.StopDeps) == 0 {
 			l.triggerStop(terminationSignal, false)
+			if !l.stopSent && l.lw != nil {
+				l.relist(ctx)
+			}
 			return
 		}
 		if l.checkStop(); l.stopReason == noStop {
@@ -425,20 +442,40 @@ func (l *loop) onTermination(s syscall.Signal) {
 	}
 }
 
-// holdDeadline is the latest moment the stop signal may go out after a termination signal: the
-// pod's grace period minus a reserve for the child's own shutdown, so the kubelet's SIGKILL does
-// not arrive first.
-func (l *loop) holdDeadline() time.Time {
-	grace := 30 * time.Second
-	if l.pod != nil {
-		switch {
-		case l.pod.DeletionGracePeriodSeconds != nil:
-			grace = time.Duration(*l.pod.DeletionGracePeriodSeconds) * time.Second
-		case l.pod.Spec.TerminationGracePeriodSeconds != nil:
-			grace = time.Duration(*l.pod.Spec.TerminationGracePeriodSeconds) * time.Second
+// relist lists the pod once, for a stopDelay that started with a termination signal while the
+// watch is closed: whether the pod is being deleted, and the deletion's deadline, are only in
+// the pod as it is now. The list gives up at the hold deadline already known.
+func (l *loop) relist(ctx context.Context) {
+	lw, name, until := l.lw, l.cfg.PodName, l.holdDeadline()
+	found := make(chan *corev1.Pod, 1)
+	l.relisted = found
+	go func() {
+		ctx, cancel := context.WithDeadline(ctx, until)
+		defer cancel()
+		var pod *corev1.Pod
+		defer func() { found <- pod }()
+		obj, err := cache.ToListerWatcherWithContext(lw).ListWithContext(ctx, metav1.ListOptions{})
+		if err != nil {
+			l.log.Debug("cannot list the pod for its deletion deadline", zap.Error(err))
+			return
 		}
-	}
-	return l.termAt.Add(grace - reserveFor(grace))
+		if list, ok := obj.(*corev1.PodList); ok {
+			for i := range list.Items {
+				if list.Items[i].Name == name {
+					pod = &list.Items[i]
+				}
+			}
+		}
+	}()
+}
+
+// holdDeadline is the latest moment the stop signal may go out after a termination signal: the
+// moment the kubelet may send SIGKILL (watch.KillDeadline: the grace period that applies to
+// this container, never past the deletion's deadline) minus a reserve for the child's own
+// shutdown, so the kubelet's SIGKILL does not arrive first.
+func (l *loop) holdDeadline() time.Time {
+	kill, grace := watch.KillDeadline(l.pod, l.self, l.termAt)
+	return kill.Add(-reserveFor(grace))
 }
 
 // reserveFor is the part of a grace period kept for the child to stop: 2 s, or half of a short one.

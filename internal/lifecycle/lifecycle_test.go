@@ -525,3 +525,81 @@ func (r *stopReporting) Stop() {
 	default:
 	}
 }
+
+// deleteAt marks the pod as being deleted with the given grace period, ending at deadline, as
+// the API server does (deletionTimestamp is when the grace period runs out). It does not wait
+// for the loop to see it: a closed watch never does. (A finalizer keeps the fake clientset from
+// removing the pod at once.)
+func (h *harness) deleteAt(grace int64, deadline time.Time) string {
+	h.t.Helper()
+	h.pod.Finalizers = []string{"test.koordinator.dev/keep"}
+	h.pod.DeletionGracePeriodSeconds = &grace
+	h.pod.DeletionTimestamp = &metav1.Time{Time: deadline}
+	h.rv++
+	h.pod.ResourceVersion = strconv.Itoa(h.rv)
+	if _, err := h.client.CoreV1().Pods(namespace).Update(context.Background(), h.pod.DeepCopy(), metav1.UpdateOptions{}); err != nil {
+		h.t.Fatalf("marking the pod deleted: %v", err)
+	}
+	return h.pod.ResourceVersion
+}
+
+// stoppedBy waits for the child to be stopped by the hold's end (the grace period) and exit.
+func (h *harness) stoppedBy(reason string) {
+	h.t.Helper()
+	if code := h.exitCode(); code != 0 {
+		h.t.Fatalf("exit code %d, want the child's own 0; logs:\n%s", code, h.dump())
+	}
+	stop := h.logs.FilterMessage("stop condition").All()
+	if len(stop) != 1 || stop[0].ContextMap()["reason"] != reason || !h.exists("term") {
+		h.t.Fatalf("want the child stopped because %q; logs:\n%s", reason, h.dump())
+	}
+}
+
+// A preStop hook takes its time out of the deletion's grace period, so SIGTERM comes late: the
+// hold ends by the deletion's deadline, not by SIGTERM + grace period. (Here SIGTERM comes with
+// 5 s of a 10-minute grace period left; the test's deadline is 30 s.)
+func TestDeletionDeadlineBoundsTheHold(t *testing.T) {
+	grace := int64(600)
+	pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	h := start(t, pod, spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second}, sidecar)
+	h.update(set("main", podstatus.Running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	rv := h.deleteAt(grace, time.Now().Add(5*time.Second))
+	h.waitFor("the deletion seen", func() bool {
+		return h.logs.FilterMessage("pod state").FilterField(zap.String("resourceVersion", rv)).Len() > 0
+	})
+	h.signals <- syscall.SIGTERM
+	h.stoppedBy("grace period ends")
+}
+
+// A wrapper without stop dependencies has closed its watch; with a stopDelay it lists its pod
+// once after SIGTERM to learn the deletion's deadline, and never waits past it.
+func TestStopDelayEndsByTheDeletionDeadline(t *testing.T) {
+	grace := int64(600)
+	pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	h := start(t, pod, spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopDelay: 10 * time.Minute, StopTimeout: 10 * time.Second}, sidecar)
+	h.update(set("proxy", podstatus.Running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.deleteAt(grace, time.Now().Add(5*time.Second))
+	h.signals <- syscall.SIGTERM
+	h.stoppedBy("termination signal")
+	if h.logs.FilterMessage("stop deadline").FilterField(zap.Bool("deletion", true)).Len() != 1 {
+		t.Errorf("the deletion was not learnt from a list; logs:\n%s", h.dump())
+	}
+}
+
+// A container killed by a failed liveness probe gets the probe's own grace period when it sets
+// one: the hold ends by it, not by the pod's.
+func TestProbeGracePeriodBoundsTheHold(t *testing.T) {
+	podGrace, probeGrace := int64(600), int64(4)
+	pod := podWith(corev1.RestartPolicyNever, "proxy", "main")
+	pod.Spec.TerminationGracePeriodSeconds = &podGrace
+	pod.Spec.Containers[0].LivenessProbe = &corev1.Probe{TerminationGracePeriodSeconds: &probeGrace}
+	h := start(t, pod, spec.Spec{Name: "proxy", StopDeps: []string{"main"}, StopTimeout: 10 * time.Second}, sidecar)
+	h.update(set("main", podstatus.Running(true)))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	h.signals <- syscall.SIGTERM
+	h.stoppedBy("grace period ends")
+}
