@@ -186,20 +186,43 @@ func (r *reporting) WatchWithContext(ctx context.Context, o metav1.ListOptions) 
 	return retrying(ctx, r.report, func() (kwatch.Interface, error) { return r.inner.WatchWithContext(ctx, o) })
 }
 
+// forbiddenGrace is how long a 403 is retried like a transient failure, unreported, before it
+// counts: for 10-30 ms after a restart the API server answers 403 while its authorizer's caches
+// fill, which is no missing Role. A 403 that outlasts it is reported (the wrapper's one line on
+// RBAC) and left to client-go's backoff.
+const forbiddenGrace = 3 * time.Second
+
 // retrying calls call until it succeeds, fails for a reason retrying cannot fix (returned to
-// client-go, which backs off on its own), or ctx ends. Every failure is reported.
+// client-go, which backs off on its own), or ctx ends. Every failure is reported, except a 403
+// while it is younger than forbiddenGrace.
 func retrying[T any](ctx context.Context, report func(error), call func() (T, error)) (T, error) {
 	backoff := retryBackoff
+	var forbiddenSince time.Time
 	for {
 		v, err := call()
 		if err == nil || ctx.Err() != nil {
 			return v, err
 		}
-		report(err)
-		if !transient(err) {
+		wait := backoff.Step()
+		switch {
+		case apierrors.IsForbidden(err):
+			if forbiddenSince.IsZero() {
+				forbiddenSince = time.Now()
+			}
+			left := forbiddenGrace - time.Since(forbiddenSince)
+			if left <= 0 {
+				report(err)
+				return v, err
+			}
+			wait = min(wait, left)
+		case transient(err):
+			forbiddenSince = time.Time{}
+			report(err)
+		default:
+			report(err)
 			return v, err
 		}
-		t := time.NewTimer(backoff.Step())
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -70,10 +70,9 @@ func TestRetryingRetriesOnlyTransientFailures(t *testing.T) {
 	}
 
 	reported, calls = nil, 0
-	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no"))
-	_, err = retrying(context.Background(), report, func() (int, error) { calls++; return 0, forbidden })
-	if !apierrors.IsForbidden(err) || calls != 1 || len(reported) != 1 {
-		t.Fatalf("forbidden: err %v after %d calls, %d reports; want it returned at once, reported once", err, calls, len(reported))
+	_, err = retrying(context.Background(), report, func() (int, error) { calls++; return 0, apierrors.NewUnauthorized("who") })
+	if !apierrors.IsUnauthorized(err) || calls != 1 || len(reported) != 1 {
+		t.Fatalf("unauthorized: err %v after %d calls, %d reports; want it returned at once, reported once", err, calls, len(reported))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,6 +81,38 @@ func TestRetryingRetriesOnlyTransientFailures(t *testing.T) {
 	_, err = retrying(ctx, report, func() (int, error) { calls++; return 0, &netError{syscall.ECONNREFUSED} })
 	if err == nil || calls != 1 || len(reported) != 0 {
 		t.Fatalf("cancelled: err %v after %d calls, %d reports; want one call, no report", err, calls, len(reported))
+	}
+}
+
+// Right after a restart the API server answers 403 for a few milliseconds: that is retried on
+// the fast schedule and never reported. A 403 that persists is reported once, and returned to
+// client-go, within forbiddenGrace.
+func TestRetryingAForbiddenThatClears(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no"))
+	var reported []error
+	report := func(err error) { reported = append(reported, err) }
+
+	calls := 0
+	v, err := retrying(context.Background(), report, func() (int, error) {
+		calls++
+		if calls < 3 {
+			return 0, forbidden
+		}
+		return 7, nil
+	})
+	if err != nil || v != 7 || calls != 3 || len(reported) != 0 {
+		t.Fatalf("a 403 that clears: got %d, %v after %d calls, reports %v; want 7 after 3 calls, nothing reported", v, err, calls, reported)
+	}
+
+	calls, reported = 0, nil
+	began := time.Now()
+	_, err = retrying(context.Background(), report, func() (int, error) { calls++; return 0, forbidden })
+	took := time.Since(began)
+	if !apierrors.IsForbidden(err) || len(reported) != 1 || calls < 3 {
+		t.Fatalf("a 403 that persists: err %v after %d calls, reports %v; want it retried, then returned and reported once", err, calls, reported)
+	}
+	if took < forbiddenGrace || took > forbiddenGrace+2*time.Second {
+		t.Errorf("a 403 that persists was returned after %v, want at forbiddenGrace (%v)", took, forbiddenGrace)
 	}
 }
 
