@@ -190,7 +190,7 @@ func (r *reporting) WatchWithContext(ctx context.Context, o metav1.ListOptions) 
 // counts: for 10-30 ms after a restart the API server answers 403 while its authorizer's caches
 // fill, which is no missing Role. A 403 that outlasts it is reported (the wrapper's one line on
 // RBAC) and left to client-go's backoff.
-const forbiddenGrace = 3 * time.Second
+const forbiddenGrace = 2 * time.Second
 
 // retrying calls call until it succeeds, fails for a reason retrying cannot fix (returned to
 // client-go, which backs off on its own), or ctx ends. Every failure is reported, except a 403
