@@ -8,7 +8,7 @@
 //
 // Environment:
 //
-//	KOORDINATOR_SPEC           JSON spec: startDeps, stopDeps, stopDelay, startTimeout, stopSignal,
+//	KOORDINATOR_SPEC           JSON spec: startDeps, stopDeps, stopDelay, startTimeout, probeInterval, stopSignal,
 //	                           stopTimeout, terminatedByStopDepExitCode, killedByStopDepExitCode, name
 //	KOORDINATOR_POD_NAME       this pod's name; else /etc/podinfo/name, POD_NAME, HOSTNAME
 //	KOORDINATOR_POD_NAMESPACE  this pod's namespace; else /etc/podinfo/namespace, POD_NAMESPACE,

@@ -111,7 +111,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		Started:     started,
 		PodLocalDir: localDir,
 	}
-	if sp.HasDeps() {
+	if sp.NeedsAPI() {
 		id, err := resolvePod(getenv, os.ReadFile)
 		if err != nil {
 			return fail(log, stderr, err.Error())

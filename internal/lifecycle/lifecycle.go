@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/koordinator-dev/koordinator/internal/podlocal"
+	"github.com/koordinator-dev/koordinator/internal/probe"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
 	"github.com/koordinator-dev/koordinator/internal/watch"
@@ -53,7 +54,7 @@ type Config struct {
 	SelfArgv  []string // koordinator's own argv, to recognise our own container
 	Namespace string
 	PodName   string
-	// Connect returns the list/watch of the own pod. Called only when the spec has dependencies.
+	// Connect returns the list/watch of the own pod. Called only when a container is a dependency.
 	Connect func() (cache.ListerWatcher, error)
 	// Signals delivers every signal of supervise.CaughtSignals.
 	Signals <-chan os.Signal
@@ -82,7 +83,8 @@ func Run(ctx context.Context, cfg Config) int {
 	}
 	defer sup.Close()
 
-	l := &loop{cfg: cfg, sup: sup, log: cfg.Log, readyAt: map[string]time.Duration{}, fileWarned: map[string]time.Time{}}
+	l := &loop{cfg: cfg, sup: sup, log: cfg.Log, readyAt: map[string]time.Duration{}, fileWarned: map[string]time.Time{},
+		startDeps: cfg.Spec.StartDeps, stopDeps: cfg.Spec.StopDeps}
 	if cfg.Spec.Name != "" {
 		l.self = cfg.Spec.Name
 	}
@@ -118,6 +120,9 @@ type loop struct {
 	sup  *supervise.Supervisor
 	log  *zap.Logger
 	self string
+
+	// The container dependencies in force: the spec's, less the optional ones the pod lacks.
+	startDeps, stopDeps []string
 
 	pod       *corev1.Pod
 	validated bool
@@ -163,25 +168,28 @@ func (l *loop) run(ctx context.Context) int {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if deps := l.cfg.Spec.StopDeps; len(deps) > 0 && l.cfg.PodLocalDir != "" {
+	if deps := l.stopDeps; len(deps) > 0 && l.cfg.PodLocalDir != "" {
 		// Before the API: by the time the child starts, what the files say is known.
 		l.local = podlocal.Watch(ctx, l.cfg.PodLocalDir, deps, podlocal.Options{})
 		defer func() { cancel(); <-l.local.Done() }()
 		l.log.Debug("watching the stop dependencies' state files",
 			zap.String("folder", podlocal.Dir(l.cfg.PodLocalDir)), zap.Bool("inotify", l.local.Inotify()))
 	}
-	lw, err := l.cfg.Connect()
-	if err != nil {
-		return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
-	}
-	l.lw = lw
+	var w *watch.Watcher
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	w := watch.Start(watchCtx, lw)
+	if l.cfg.Spec.NeedsAPI() {
+		lw, err := l.cfg.Connect()
+		if err != nil {
+			return l.exit(ExitConfig, "cannot reach the Kubernetes API", zap.Error(err))
+		}
+		l.lw = lw
+		w = watch.Start(watchCtx, lw)
+	}
 	if code, ok := l.wait(ctx, w); !ok {
 		return code
 	}
-	if len(l.cfg.Spec.StopDeps) == 0 {
+	if w != nil && len(l.stopDeps) == 0 {
 		// Nothing after the start depends on the pod: do not hold a watch on the API server
 		// for the child's whole life.
 		stopWatch()
@@ -192,11 +200,42 @@ func (l *loop) run(ctx context.Context) int {
 }
 
 // wait runs until the start dependencies are Ready and the child has started (ok), or
-// koordinator has to give up (the exit code).
+// koordinator has to give up (the exit code). w is nil when no container is a dependency.
 func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
-	deps := l.cfg.Spec.StartDeps
-	if len(deps) > 0 {
-		l.log.Info("waiting for start dependencies", zap.Strings("pending", deps))
+	localPending := map[spec.LocalDep]bool{}
+	for _, d := range l.cfg.Spec.LocalStartDeps {
+		localPending[d] = true
+	}
+	var localReady <-chan spec.LocalDep
+	if len(localPending) > 0 {
+		probeCtx, stopProbes := context.WithCancel(ctx)
+		defer stopProbes()
+		localReady = probe.Watch(probeCtx, l.cfg.Spec.LocalStartDeps, l.cfg.Spec.ProbeInterval)
+	}
+	// pendingNow lists what the child still waits for: containers (from the latest pod state)
+	// and local checks.
+	pendingNow := func() []string {
+		var p []string
+		if w != nil {
+			p = watch.StartState(l.pod, l.startDeps).Pending
+		}
+		for _, d := range l.cfg.Spec.LocalStartDeps {
+			if localPending[d] {
+				p = append(p, d.String())
+			}
+		}
+		return p
+	}
+	// canStart says whether every start dependency is Ready now. With container dependencies
+	// the pod must have been seen (and validated) first.
+	canStart := func() bool {
+		if w != nil && (l.pod == nil || !watch.StartState(l.pod, l.startDeps).CanStart()) {
+			return false
+		}
+		return len(localPending) == 0
+	}
+	if p := pendingNow(); len(p) > 0 {
+		l.log.Info("waiting for start dependencies", zap.Strings("pending", p))
 	}
 	var timeout <-chan time.Time
 	if d := l.cfg.Spec.StartTimeout; d > 0 {
@@ -207,6 +246,14 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 	pending := time.NewTicker(pendingEvery)
 	defer pending.Stop()
 	localStates, localWarnings := l.localChannels()
+	var pods <-chan *corev1.Pod
+	var apiErrs <-chan error
+	var notFound <-chan struct{}
+	if w != nil {
+		pods, apiErrs, notFound = w.Pods(), w.Errors(), w.NotFound()
+	} else {
+		l.settle() // nothing to see first: from now on koordinator waits
+	}
 
 	for {
 		select {
@@ -216,36 +263,41 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 			if code, ok := l.signalBeforeStart(sig.(syscall.Signal)); !ok {
 				return code, false
 			}
-		case <-w.NotFound():
+		case <-notFound:
 			return l.exit(ExitConfig, fmt.Sprintf("pod %s/%s not found: set KOORDINATOR_POD_NAME and KOORDINATOR_POD_NAMESPACE (downward API) to this pod's name and namespace",
 				l.cfg.Namespace, l.cfg.PodName)), false
-		case err := <-w.Errors():
+		case err := <-apiErrs:
 			l.apiTrouble(err)
 		case files := <-localStates:
 			l.seeFiles(files)
 		case warning := <-localWarnings:
 			l.localWarning(warning)
 		case <-timeout:
-			v := watch.StartState(l.pod, deps)
 			return l.exit(ExitConfig, "startTimeout expired before the start dependencies were Ready",
-				zap.Duration("startTimeout", l.cfg.Spec.StartTimeout), zap.Strings("pending", v.Pending)), false
+				zap.Duration("startTimeout", l.cfg.Spec.StartTimeout), zap.Strings("pending", pendingNow())), false
 		case <-pending.C:
-			if l.pod == nil {
+			if w != nil && l.pod == nil {
 				l.log.Info("waiting for the pod to be seen through the API")
 				continue
 			}
-			l.log.Info("waiting for start dependencies", zap.Strings("pending", watch.StartState(l.pod, deps).Pending))
-		case pod := <-w.Pods():
+			l.log.Info("waiting for start dependencies", zap.Strings("pending", pendingNow()))
+		case d := <-localReady:
+			delete(localPending, d)
+			l.log.Info("dependency ready", zap.String("dependency", d.String()), zap.Duration("waited", time.Since(l.cfg.Started)))
+			if canStart() {
+				return l.start()
+			}
+		case pod := <-pods:
 			if code, ok := l.see(pod); !ok {
 				return code, false
 			}
-			v := watch.StartState(pod, deps)
-			l.logNewlyReady(deps, v)
+			v := watch.StartState(pod, l.startDeps)
+			l.logNewlyReady(l.startDeps, v)
 			if len(v.Failed) > 0 {
 				f := v.Failed[0]
 				return l.exit(ExitConfig, fmt.Sprintf("start dependency %q exited (code %d) and will not run again, so it can never become Ready", f.Name, f.ExitCode)), false
 			}
-			if v.CanStart() {
+			if canStart() {
 				return l.start()
 			}
 			l.settle()
@@ -283,10 +335,26 @@ func (l *loop) see(pod *corev1.Pod) (int, bool) {
 		return l.exit(ExitConfig, fmt.Sprintf("the spec's name is %q but this process runs in container %q of pod %s/%s: set \"name\" to %q, or remove it (koordinator finds it from the pod)",
 			l.self, name, pod.Namespace, pod.Name, name)), false
 	}
-	if err := watch.ValidateDeps(pod, l.self, l.cfg.Spec.StartDeps, l.cfg.Spec.StopDeps); err != nil {
+	l.skipAbsentOptional(pod)
+	if err := watch.ValidateDeps(pod, l.self, l.startDeps, l.stopDeps); err != nil {
 		return l.exit(ExitConfig, err.Error()), false
 	}
 	return 0, true
+}
+
+// skipAbsentOptional drops the optional dependencies that name no container of the pod (a
+// sidecar injected in some namespaces only), with one line each.
+func (l *loop) skipAbsentOptional(pod *corev1.Pod) {
+	names := watch.ContainerNames(pod)
+	for _, o := range l.cfg.Spec.Optional {
+		if slices.Contains(names, o) {
+			continue
+		}
+		absent := func(d string) bool { return d == o }
+		l.startDeps = slices.DeleteFunc(slices.Clone(l.startDeps), absent)
+		l.stopDeps = slices.DeleteFunc(slices.Clone(l.stopDeps), absent)
+		l.log.Info("optional dependency is not a container of this pod; skipped", zap.String("dependency", o))
+	}
 }
 
 func (l *loop) logNewlyReady(deps []string, v watch.StartVerdict) {
@@ -427,7 +495,7 @@ func (l *loop) onTermination(ctx context.Context, s syscall.Signal) {
 			l.armDelay()
 			return
 		}
-		if len(l.cfg.Spec.StopDeps) == 0 {
+		if len(l.stopDeps) == 0 {
 			l.triggerStop(terminationSignal, false)
 			if !l.stopSent && l.lw != nil {
 				l.relist(ctx)
@@ -488,7 +556,7 @@ func reserveFor(grace time.Duration) time.Duration {
 
 func (l *loop) runningStopDeps() []string {
 	if l.pod == nil {
-		return l.cfg.Spec.StopDeps
+		return l.stopDeps
 	}
 	return l.stopState().Running
 }
@@ -501,12 +569,12 @@ func (l *loop) stopState() watch.StopVerdict {
 			local[name] = watch.LocalExit{Code: int32(s.ExitCode), At: s.ExitedAt, Terminating: s.Terminating}
 		}
 	}
-	return watch.StopStateWith(l.pod, l.cfg.Spec.StopDeps, local, l.terms > 0)
+	return watch.StopStateWith(l.pod, l.stopDeps, local, l.terms > 0)
 }
 
 // checkStop evaluates the stop condition on the latest pod state and state files.
 func (l *loop) checkStop() {
-	if l.stopSent || len(l.cfg.Spec.StopDeps) == 0 || l.pod == nil {
+	if l.stopSent || len(l.stopDeps) == 0 || l.pod == nil {
 		return
 	}
 	if l.stopReason != noStop {

@@ -100,7 +100,7 @@ func (l *loop) localChannels() (<-chan map[string]podlocal.State, <-chan podloca
 
 // seeFiles takes the stop dependencies' latest state files.
 func (l *loop) seeFiles(files map[string]podlocal.State) {
-	for _, d := range l.cfg.Spec.StopDeps {
+	for _, d := range l.stopDeps {
 		s, ok := files[d]
 		if old, had := l.files[d]; ok == had && s == old {
 			continue

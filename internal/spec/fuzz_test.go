@@ -20,6 +20,8 @@ func FuzzParse(f *testing.F) {
 		`{"stopDelay":10}`, `{"stopDelay":"-1s"}`, `{"stopDelay":"1.5h"}`, `{"stopDelay":"99999999999999999999"}`,
 		`{"startdeps":["a"]}`, `{"stop_deps":["a"]}`, `{"stopDelay":"1s","stopDelay":"2s"}`,
 		`{"stopSignal":"TERM","termSignal":"INT"}`, `{"name":"a","stopDeps":["a"]}`,
+		`{"startDeps":[{"name":"a","optional":true},{"tcp":"127.0.0.1:5432"},{"http":"http://x/"},{"file":"/r"}],"stopDeps":["b"]}`,
+		`{"startDeps":[{"nmae":"a"}]}`, `{"stopDeps":[{"file":"/x"}]}`, `{"probeInterval":"5ms"}`,
 		`{"killedByStopDepExitCode":-1}`, `{"startDeps":["Main",""]}`, "{\"x\n\":\"\\u0000\"}",
 	} {
 		f.Add([]byte(seed))

@@ -25,13 +25,17 @@ const (
 
 // Spec is the effective configuration of one wrapped container.
 type Spec struct {
-	Name         string         // this container's own name; "" when not given
-	StartDeps    []string       // containers that must be Ready before the child starts; never nil after Parse
-	StopDeps     []string       // containers whose final exit stops the child; never nil after Parse
-	StopDelay    time.Duration  // wait after the stop condition holds, before signalling
-	StartTimeout time.Duration  // 0 means wait for startDeps without limit
-	StopSignal   syscall.Signal // sent to the child's process group to stop it
-	StopTimeout  time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
+	Name      string   // this container's own name; "" when not given
+	StartDeps []string // containers that must be Ready before the child starts; never nil after Parse
+	StopDeps  []string // containers whose final exit stops the child; never nil after Parse
+	Optional  []string // the containers of StartDeps and StopDeps that the pod may lack (sorted)
+
+	LocalStartDeps []LocalDep     // checks made from inside the pod before the child starts
+	ProbeInterval  time.Duration  // how often LocalStartDeps are checked
+	StopDelay      time.Duration  // wait after the stop condition holds, before signalling
+	StartTimeout   time.Duration  // 0 means wait for startDeps without limit
+	StopSignal     syscall.Signal // sent to the child's process group to stop it
+	StopTimeout    time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
 
 	TerminatedByStopDepExitCode int // exit code when the child ended after a stop because of stopDeps
 	KilledByStopDepExitCode     int // exit code when that stop needed SIGKILL
@@ -40,17 +44,23 @@ type Spec struct {
 // Default returns the spec used when KOORDINATOR_SPEC is unset or empty.
 func Default() Spec {
 	return Spec{
-		StartDeps:   []string{},
-		StopDeps:    []string{},
-		StopSignal:  syscall.SIGTERM,
-		StopTimeout: 30 * time.Second,
+		StartDeps:     []string{},
+		StopDeps:      []string{},
+		StopSignal:    syscall.SIGTERM,
+		StopTimeout:   30 * time.Second,
+		ProbeInterval: 200 * time.Millisecond,
 		// 128+SIGKILL: what a shell, and so most Job tooling, reports for a killed process.
 		KilledByStopDepExitCode: 137,
 	}
 }
 
-// HasDeps reports whether the spec names any dependency (only then is the API contacted).
+// HasDeps reports whether the spec has any dependency, container or local.
 func (s Spec) HasDeps() bool {
+	return s.NeedsAPI() || len(s.LocalStartDeps) > 0
+}
+
+// NeedsAPI reports whether the spec names a container dependency: only then is the API contacted.
+func (s Spec) NeedsAPI() bool {
 	return len(s.StartDeps) > 0 || len(s.StopDeps) > 0
 }
 
@@ -65,13 +75,19 @@ var fields = []field{
 		s.Name, err = decodeName(k, r)
 		return err
 	}},
-	{key: "startDeps", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
-		s.StartDeps, err = decodeNames(k, r)
-		return err
+	{key: "startDeps", decode: func(s *Spec, k string, r json.RawMessage) error {
+		deps, err := decodeDeps(k, r, true)
+		if err != nil {
+			return err
+		}
+		return setDeps(s, k, deps, true)
 	}},
-	{key: "stopDeps", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
-		s.StopDeps, err = decodeNames(k, r)
-		return err
+	{key: "stopDeps", decode: func(s *Spec, k string, r json.RawMessage) error {
+		deps, err := decodeDeps(k, r, false)
+		if err != nil {
+			return err
+		}
+		return setDeps(s, k, deps, false)
 	}},
 	{key: "stopDelay", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
 		s.StopDelay, err = decodeDuration(k, r)
@@ -79,6 +95,13 @@ var fields = []field{
 	}},
 	{key: "startTimeout", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
 		s.StartTimeout, err = decodeDuration(k, r)
+		return err
+	}},
+	{key: "probeInterval", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
+		s.ProbeInterval, err = decodeDuration(k, r)
+		if err == nil && s.ProbeInterval < 10*time.Millisecond {
+			err = errorf(k, "%q is %v, shorter than 10ms; checks that often would only burn CPU", k, s.ProbeInterval)
+		}
 		return err
 	}},
 	{key: "stopSignal", alias: "termSignal", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
@@ -134,6 +157,7 @@ func Parse(data []byte) (Spec, error) {
 			return Spec{}, err
 		}
 	}
+	slices.Sort(s.Optional)
 	// Checked after the loop: "name" may come after the lists.
 	for _, list := range []struct {
 		key  string
@@ -284,37 +308,6 @@ func decodeName(key string, raw json.RawMessage) (string, error) {
 	return name, nil
 }
 
-func decodeNames(key string, raw json.RawMessage) ([]string, error) {
-	if raw[0] != '[' {
-		hint := ""
-		if raw[0] == '"' {
-			hint = fmt.Sprintf(" (write [%s])", truncate(string(raw)))
-		}
-		return nil, errorf(key, "%q must be a list of container names like [\"main\"], not %s%s", key, valueKind(raw), hint)
-	}
-	var items []json.RawMessage
-	_ = json.Unmarshal(raw, &items) // the decoder has checked the syntax
-	names := make([]string, 0, len(items))
-	for i, item := range items {
-		if item[0] != '"' {
-			return nil, errorf(key, "%q item %d must be a container name in double quotes, not %s", key, i+1, valueKind(item))
-		}
-		var name string
-		_ = json.Unmarshal(item, &name)
-		if name == "" {
-			return nil, errorf(key, "%q has an empty name at item %d; write the container's name or remove it", key, i+1)
-		}
-		if problem := checkContainerName(name); problem != "" {
-			return nil, errorf(key, "%q has %s, %s", key, quote(name), problem)
-		}
-		if slices.Contains(names, name) {
-			return nil, errorf(key, "%q lists %q twice; keep one", key, name)
-		}
-		names = append(names, name)
-	}
-	return names, nil
-}
-
 // checkContainerName says why name is not a Kubernetes container name (a DNS-1123 label), or "".
 func checkContainerName(name string) string {
 	if isDNSLabel(name) {
@@ -433,15 +426,16 @@ func decodeExitCode(key string, raw json.RawMessage) (int, error) {
 
 // wireSpec is the spec as MarshalJSON writes it: canonical keys in the documented order.
 type wireSpec struct {
-	Name                        string   `json:"name,omitempty"`
-	StartDeps                   []string `json:"startDeps"`
-	StopDeps                    []string `json:"stopDeps"`
-	StopDelay                   string   `json:"stopDelay"`
-	StartTimeout                string   `json:"startTimeout"`
-	StopSignal                  any      `json:"stopSignal"`
-	StopTimeout                 string   `json:"stopTimeout"`
-	TerminatedByStopDepExitCode int      `json:"terminatedByStopDepExitCode"`
-	KilledByStopDepExitCode     int      `json:"killedByStopDepExitCode"`
+	Name                        string `json:"name,omitempty"`
+	StartDeps                   []any  `json:"startDeps"`
+	StopDeps                    []any  `json:"stopDeps"`
+	StopDelay                   string `json:"stopDelay"`
+	StartTimeout                string `json:"startTimeout"`
+	ProbeInterval               string `json:"probeInterval"`
+	StopSignal                  any    `json:"stopSignal"`
+	StopTimeout                 string `json:"stopTimeout"`
+	TerminatedByStopDepExitCode int    `json:"terminatedByStopDepExitCode"`
+	KilledByStopDepExitCode     int    `json:"killedByStopDepExitCode"`
 }
 
 // MarshalJSON renders the effective spec with canonical field names, durations as Go duration
@@ -450,25 +444,37 @@ type wireSpec struct {
 func (s Spec) MarshalJSON() ([]byte, error) {
 	w := wireSpec{
 		Name:                        s.Name,
-		StartDeps:                   s.StartDeps,
-		StopDeps:                    s.StopDeps,
+		StartDeps:                   s.wireDeps(s.StartDeps),
+		StopDeps:                    s.wireDeps(s.StopDeps),
 		StopDelay:                   s.StopDelay.String(),
 		StartTimeout:                s.StartTimeout.String(),
+		ProbeInterval:               s.ProbeInterval.String(),
 		StopSignal:                  int(s.StopSignal), // real-time signals have no portable name
 		StopTimeout:                 s.StopTimeout.String(),
 		TerminatedByStopDepExitCode: s.TerminatedByStopDepExitCode,
 		KilledByStopDepExitCode:     s.KilledByStopDepExitCode,
 	}
-	if w.StartDeps == nil {
-		w.StartDeps = []string{}
-	}
-	if w.StopDeps == nil {
-		w.StopDeps = []string{}
+	for _, d := range s.LocalStartDeps {
+		w.StartDeps = append(w.StartDeps, map[string]string{d.Kind: d.Target})
 	}
 	if name, ok := signalName(s.StopSignal); ok {
 		w.StopSignal = name
 	}
 	return json.Marshal(w)
+}
+
+// wireDeps renders container names as MarshalJSON writes them: a plain name, or an object when
+// it is optional.
+func (s Spec) wireDeps(names []string) []any {
+	out := []any{}
+	for _, n := range names {
+		if slices.Contains(s.Optional, n) {
+			out = append(out, map[string]any{"name": n, "optional": true})
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // FromEnv reads KOORDINATOR_SPEC through lookup (os.LookupEnv in production). If only the

@@ -24,6 +24,7 @@ func TestDefault(t *testing.T) {
 		StopDeps:                []string{},
 		StopSignal:              syscall.SIGTERM,
 		StopTimeout:             30 * time.Second,
+		ProbeInterval:           200 * time.Millisecond,
 		KilledByStopDepExitCode: 137,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
@@ -89,7 +90,19 @@ func TestParse(t *testing.T) {
 			"killedByStopDepExitCode":2}`,
 			Spec{Name: "main", StartDeps: []string{"proxy"}, StopDeps: []string{"worker"}, StopDelay: 10 * time.Second,
 				StartTimeout: 5 * time.Minute, StopSignal: syscall.SIGINT, StopTimeout: time.Minute,
-				TerminatedByStopDepExitCode: 1, KilledByStopDepExitCode: 2}},
+				ProbeInterval: 200 * time.Millisecond, TerminatedByStopDepExitCode: 1, KilledByStopDepExitCode: 2}},
+		{"optional and local dependencies", `{"startDeps":[{"name":"istio-proxy","optional":true},"db",{"tcp":"127.0.0.1:5432"},
+			{"http":"http://127.0.0.1:15021/healthz/ready"},{"file":"/shared/ready"},{"name":"mesh","optional":false}],
+			"stopDeps":["db",{"name":"istio-proxy","optional":true},{"name":"logs","optional":true}],"probeInterval":"50ms"}`,
+			with(func(s *Spec) {
+				s.StartDeps = []string{"istio-proxy", "db", "mesh"}
+				s.StopDeps = []string{"db", "istio-proxy", "logs"}
+				s.Optional = []string{"istio-proxy", "logs"}
+				s.LocalStartDeps = []LocalDep{{TCP, "127.0.0.1:5432"}, {HTTP, "http://127.0.0.1:15021/healthz/ready"}, {File, "/shared/ready"}}
+				s.ProbeInterval = 50 * time.Millisecond
+			})},
+		{"IPv6 and a host name", `{"startDeps":[{"tcp":"[::1]:80"},{"tcp":"localhost:8080"}]}`,
+			with(func(s *Spec) { s.LocalStartDeps = []LocalDep{{TCP, "[::1]:80"}, {TCP, "localhost:8080"}} })},
 		{"Rust koordinator README", `{"startDeps":["cloud-sql-proxy"],"stopDelay":"10s"}`,
 			with(func(s *Spec) { s.StartDeps = []string{"cloud-sql-proxy"}; s.StopDelay = 10 * time.Second })},
 	}
@@ -128,6 +141,30 @@ func TestParseErrors(t *testing.T) {
 		{"single quotes", `{'stopDeps': ['main']}`, "", []string{"need double quotes"}},
 		{"trailing data", `{} {}`, "", []string{"unexpected text after the JSON object at byte 2"}},
 		{"trailing garbage", `{"stopDeps":["main"]} x`, "", []string{"unexpected text after the JSON object"}},
+
+		// Dependency items.
+		{"number item", `{"startDeps":[1]}`, "startDeps", []string{`"startDeps" item 1 must be a container name like "proxy", {"name":"proxy","optional":true}`, "not the number 1"}},
+		{"number item in stopDeps", `{"stopDeps":[1]}`, "stopDeps", []string{`"stopDeps" item 1 must be a container name in double quotes, not the number 1`}},
+		{"unknown key in an item", `{"startDeps":[{"nmae":"proxy"}]}`, "startDeps", []string{`"startDeps" item 1 has the unknown key "nmae" (did you mean "name"?)`}},
+		{"two kinds in an item", `{"startDeps":[{"name":"proxy","tcp":"127.0.0.1:1"}]}`, "startDeps", []string{`item 1 must have exactly one of "name", "tcp", "http" and "file"`}},
+		{"no kind in an item", `{"startDeps":[{"optional":true}]}`, "startDeps", []string{`item 1 must have exactly one of`}},
+		{"optional local check", `{"startDeps":[{"tcp":"127.0.0.1:1","optional":true}]}`, "startDeps", []string{`"optional" applies to a container ("name"), not to a "tcp" check`}},
+		{"optional not a boolean", `{"startDeps":[{"name":"a","optional":"yes"}]}`, "startDeps", []string{`"optional" must be true or false, not a string`}},
+		{"local check in stopDeps", `{"stopDeps":[{"file":"/x"}]}`, "stopDeps", []string{`is a "file" check, but local checks are start dependencies only: move it to "startDeps"`}},
+		{"tcp without port", `{"startDeps":[{"tcp":"127.0.0.1"}]}`, "startDeps", []string{`"tcp" is "127.0.0.1", which is not host:port`}},
+		{"tcp bad port", `{"startDeps":[{"tcp":"127.0.0.1:99999"}]}`, "startDeps", []string{`whose port is not a number from 1 to 65535`}},
+		{"tcp not a string", `{"startDeps":[{"tcp":5432}]}`, "startDeps", []string{`"tcp" must be a string, not the number 5432`}},
+		{"http not a URL", `{"startDeps":[{"http":"127.0.0.1:15021/ready"}]}`, "startDeps", []string{`which is not an http:// URL`}},
+		{"https", `{"startDeps":[{"http":"https://127.0.0.1/ready"}]}`, "startDeps", []string{`which is not an http:// URL`}},
+		{"relative file", `{"startDeps":[{"file":"ready"}]}`, "startDeps", []string{`which is not an absolute path`}},
+		{"same local check twice", `{"startDeps":[{"file":"/x"},{"file":"/x"}]}`, "startDeps", []string{`lists "file /x" twice`}},
+		{"optional and required in one list", `{"startDeps":["a",{"name":"a","optional":true}]}`, "startDeps", []string{`lists "a" twice`}},
+		{"optional in one list, required in the other", `{"startDeps":[{"name":"a","optional":true}],"stopDeps":["a"]}`, "stopDeps",
+			[]string{`"a" is optional in one of startDeps and stopDeps and required in the other`}},
+		{"required first, optional after", `{"stopDeps":["a"],"startDeps":[{"name":"a","optional":true}]}`, "startDeps",
+			[]string{`"a" is optional in one of startDeps and stopDeps and required in the other`}},
+		{"bad name in an item", `{"startDeps":[{"name":"Proxy"}]}`, "startDeps", []string{`which is not a valid container name`}},
+		{"probeInterval too short", `{"probeInterval":"1ms"}`, "probeInterval", []string{`"probeInterval" is 1ms, shorter than 10ms`}},
 
 		// Keys.
 		{"lower case", `{"startdeps":["a"]}`, "startdeps", []string{`unknown field "startdeps" (did you mean "startDeps"?)`}},
@@ -293,7 +330,7 @@ func TestSignalName(t *testing.T) {
 func TestHasDeps(t *testing.T) {
 	for in, want := range map[string]bool{
 		``: false, `{}`: false, `{"name":"a","stopDelay":"1s"}`: false,
-		`{"startDeps":["a"]}`: true, `{"stopDeps":["a"]}`: true,
+		`{"startDeps":["a"]}`: true, `{"stopDeps":["a"]}`: true, `{"startDeps":[{"file":"/x"}]}`: true,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {
@@ -310,7 +347,7 @@ func TestMarshalJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"startDeps":[],"stopDeps":[],"stopDelay":"0s","startTimeout":"0s","stopSignal":"SIGTERM",` +
+	want := `{"startDeps":[],"stopDeps":[],"stopDelay":"0s","startTimeout":"0s","probeInterval":"200ms","stopSignal":"SIGTERM",` +
 		`"stopTimeout":"30s","terminatedByStopDepExitCode":0,"killedByStopDepExitCode":137}`
 	if string(got) != want {
 		t.Errorf("json.Marshal(Default())\n got %s\nwant %s", got, want)
@@ -329,6 +366,7 @@ func TestMarshalJSON(t *testing.T) {
 			`"stopTimeout":"0s","terminatedByStopDepExitCode":7,"killedByStopDepExitCode":0}`,
 		`{"stopDelay":"2562047h47m16.854775807s"}`,
 		`{"stopDelay":"1ns","startTimeout":"3us"}`,
+		`{"startDeps":[{"tcp":"[::1]:1"},{"name":"a","optional":true},"b"],"stopDeps":["b",{"name":"c","optional":true}],"probeInterval":"1s"}`,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {

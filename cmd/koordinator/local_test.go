@@ -1,0 +1,57 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A spec whose only dependencies are local never contacts the API: here there is no pod
+// identity and no Kubernetes configuration at all, and the child starts once its file exists
+// and its port accepts.
+func TestLocalStartDepsWithoutTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	started := filepath.Join(dir, "started")
+	p := startKoordinator(t, []string{
+		`KOORDINATOR_SPEC={"startDeps":[{"file":"` + ready + `"},{"tcp":"` + listener.Addr().String() + `"}],"probeInterval":"20ms"}`,
+		"KUBECONFIG=", "KUBERNETES_SERVICE_HOST=", "HOSTNAME=",
+	}, "sh", "-c", `touch "$0"; exit 7`, started)
+	// The probe's connection reaching the listener is the port counting as ready.
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := listener.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("the port was never checked")
+	}
+	time.Sleep(200 * time.Millisecond) // ten probe intervals: a start now would be a bug
+	if _, err := os.Stat(started); err == nil {
+		t.Fatalf("the child started before its file dependency existed; stderr:\n%s", p.stderr.String())
+	}
+	if err := os.WriteFile(ready, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 7 {
+		t.Fatalf("exit %d, want the child's 7; stderr:\n%s", code, p.stderr.String())
+	}
+	if _, err := os.Stat(started); err != nil {
+		t.Error("the child did not run")
+	}
+}
