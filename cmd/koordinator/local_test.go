@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +54,21 @@ func TestLocalStartDepsWithoutTheAPI(t *testing.T) {
 	}
 	if _, err := os.Stat(started); err != nil {
 		t.Error("the child did not run")
+	}
+}
+
+// koordinator without a command is a stopper when the spec has a stopAction; what a stopper
+// needs is checked before anything runs.
+func TestStopperNeedsStopDeps(t *testing.T) {
+	for _, tt := range []struct{ spec, want string }{
+		{`{"stopAction":{"http":"POST http://127.0.0.1:15020/quitquitquit"}}`, `a stopper (a stopAction and no command) needs \"stopDeps\"`},
+		{`{"stopDeps":["main"],"startDeps":["proxy"],"stopAction":{"http":"POST http://127.0.0.1:15020/quitquitquit"}}`, `runs no child, so it has nothing to start`},
+		{`{"stopDeps":["main"],"stopAction":{"http":"POST http://10.1.2.3:15020/quitquitquit"}}`, `whose host is not this pod's loopback`},
+		{`{"stopDeps":["main"]}`, `no command to run`},
+	} {
+		code, _, stderr := runKoordinator(t, []string{"KOORDINATOR_SPEC=" + tt.spec})
+		if code != 125 || !strings.Contains(stderr, tt.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 && !strings.Contains(stderr, "Usage") {
+			t.Errorf("%s: exit %d, want 125 and one line with %q; stderr:\n%s", tt.spec, code, tt.want, stderr)
+		}
 	}
 }

@@ -33,6 +33,7 @@ var version = "dev"
 
 const usage = `Usage:
   koordinator [FLAGS] [--] COMMAND [ARG...]   run COMMAND under coordination
+  koordinator                                 with a stopAction in the spec: a stopper (no child)
   koordinator --install DIR                   copy this executable to DIR/koordinator
   koordinator --check                         validate KOORDINATOR_SPEC, print the effective spec
   koordinator --version | --help
@@ -73,7 +74,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	case *check:
 		return checkSpec(getenv, stdout, stderr)
-	case len(command) == 0:
+	case len(command) == 0 && !hasStopAction(getenv):
 		fmt.Fprint(stderr, "koordinator: no command to run\n\n"+usage)
 		return lifecycle.ExitConfig
 	}
@@ -95,6 +96,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if sp.Name != "" {
 		log = log.With(zap.String("container", sp.Name))
+	}
+	if len(command) == 0 {
+		if err := sp.CheckStopper(); err != nil {
+			return fail(log, stderr, err.Error())
+		}
 	}
 
 	localDir, err := podLocalDir(getenv, log)
@@ -164,6 +170,12 @@ func checkSpec(getenv func(string) string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s\n", out)
 	return 0
+}
+
+// hasStopAction reports whether KOORDINATOR_SPEC mentions a stopAction: then koordinator without
+// a command is a stopper, and the spec's own errors say what is wrong with it.
+func hasStopAction(getenv func(string) string) bool {
+	return strings.Contains(getenv(spec.EnvVar), `"stopAction"`)
 }
 
 // lookupFrom adapts getenv to a lookup; an empty variable counts as unset, as for the spec.

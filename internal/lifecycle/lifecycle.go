@@ -28,6 +28,7 @@ import (
 	"github.com/koordinator-dev/koordinator/internal/podlocal"
 	"github.com/koordinator-dev/koordinator/internal/probe"
 	"github.com/koordinator-dev/koordinator/internal/spec"
+	"github.com/koordinator-dev/koordinator/internal/stopaction"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
 	"github.com/koordinator-dev/koordinator/internal/watch"
 )
@@ -128,7 +129,8 @@ type loop struct {
 	validated bool
 	readyAt   map[string]time.Duration
 
-	child *supervise.Child
+	child      *supervise.Child
+	actionDone chan error // the stop action's result, once it is under way
 
 	// lw lists and watches the pod (nil without dependencies); relisted delivers the one list
 	// made after a termination signal while the watch is closed (nil when none is under way).
@@ -373,6 +375,10 @@ func (l *loop) start() (int, bool) {
 	if code, ok := l.noTerminationYet(); !ok {
 		return code, false
 	}
+	if l.stopper() {
+		l.log.Info("stopper: no child; waiting for the stop dependencies", zap.Stringer("stopAction", l.cfg.Spec.StopAction))
+		return 0, true
+	}
 	child, err := l.sup.Start(l.cfg.Command)
 	if err != nil {
 		var se *supervise.StartError
@@ -427,11 +433,20 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 		l.checkStop()
 		l.settle()
 	}
+	if l.stopper() && len(l.stopDeps) == 0 {
+		// Every stop dependency was optional and the pod has none of them: nothing to wait for.
+		l.triggerStop(stopDepsExited, false)
+	}
 	done := ctx.Done()
 	for {
 		select {
-		case <-l.child.Done():
+		case <-l.childDone():
 			return l.finish()
+		case err := <-l.actionDone:
+			l.actionDone = nil
+			if code, done := l.afterAction(err); done {
+				return code
+			}
 		case <-done:
 			done = nil
 			l.terms++
@@ -442,7 +457,7 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 				l.onTermination(ctx, s)
 				continue
 			}
-			if !supervise.Forwarded(s) {
+			if !supervise.Forwarded(s) || l.child == nil {
 				l.log.Debug("signal not forwarded", zap.String("signal", spec.SignalName(s)))
 				continue
 			}
@@ -483,6 +498,7 @@ func (l *loop) onTermination(ctx context.Context, s syscall.Signal) {
 	l.terms++
 	l.log.Info("termination signal received", zap.String("signal", spec.SignalName(s)), zap.Int("count", l.terms))
 	switch {
+	case l.stopSent && l.child == nil: // a stopper whose action is under way: it ends soon
 	case l.stopSent:
 		if err := l.child.Signal(s); err != nil {
 			l.log.Warn("cannot forward signal", zap.String("signal", spec.SignalName(s)), zap.Error(err))
@@ -652,10 +668,62 @@ func (l *loop) sendStop() {
 		l.delayTimer.Stop()
 		l.delayTimer = nil
 	}
-	sig, timeout := l.cfg.Spec.StopSignal, l.cfg.Spec.StopTimeout
+	if a := l.cfg.Spec.StopAction; a != nil {
+		done := make(chan error, 1)
+		l.actionDone = done
+		go func() { done <- stopaction.Do(context.Background(), *a) }()
+		l.log.Info("stop action", zap.Stringer("request", a))
+		return
+	}
+	l.signalStop(l.cfg.Spec.StopSignal)
+}
+
+// signalStop sends sig to the child (0: nothing, the stop action asked it already) and SIGKILLs
+// its group stopTimeout later if it is still there.
+func (l *loop) signalStop(sig syscall.Signal) {
+	timeout := l.cfg.Spec.StopTimeout
 	// The signal first: the log line would only delay it.
 	l.child.StopAsync(sig, timeout)
-	l.log.Info("stopping the child", zap.String("signal", spec.SignalName(sig)), zap.Duration("stopTimeout", timeout))
+	if sig != 0 {
+		l.log.Info("stopping the child", zap.String("signal", spec.SignalName(sig)), zap.Duration("stopTimeout", timeout))
+	}
+}
+
+// afterAction takes the stop action's result. A wrapper whose request could not be made, or
+// was not answered with 2xx, falls back to the stop signal at once; either way the child gets
+// stopTimeout before SIGKILL. A stopper is done (exit 0, whatever the result: its exit must not
+// fail a Job whose mains succeeded).
+func (l *loop) afterAction(err error) (int, bool) {
+	if err != nil {
+		l.log.Warn("stop action failed", zap.Stringer("request", l.cfg.Spec.StopAction), zap.Error(err))
+	} else {
+		l.log.Info("stop action done", zap.Stringer("request", l.cfg.Spec.StopAction))
+	}
+	switch {
+	case l.stopper():
+		reason := "stop action done"
+		if err != nil {
+			reason = "stop action failed"
+		}
+		return l.exit(0, reason), true
+	case err != nil:
+		l.signalStop(l.cfg.Spec.StopSignal)
+	default:
+		l.signalStop(0)
+	}
+	return 0, false
+}
+
+// stopper reports whether this koordinator runs no child: it only waits for its stop
+// dependencies and makes the stop action.
+func (l *loop) stopper() bool { return len(l.cfg.Command) == 0 }
+
+// childDone is the child's Done, or nil (never ready) for a stopper.
+func (l *loop) childDone() <-chan struct{} {
+	if l.child == nil {
+		return nil
+	}
+	return l.child.Done()
 }
 
 // finish runs once the child has exited: publish the exit (a sidecar may be waiting on it, so

@@ -58,7 +58,7 @@ func (l *loop) publisher() *podlocal.Publisher {
 }
 
 func (l *loop) publishStarted() {
-	if p := l.publisher(); p != nil {
+	if p := l.publisher(); p != nil && l.child != nil {
 		l.publishFailed(p.Started(l.child.Pid(), time.Now()))
 	}
 }

@@ -223,3 +223,67 @@ func checkLocal(kind, target string) string {
 	}
 	return ""
 }
+
+// StopAction is an HTTP request that stops the child (or, for a stopper, a container koordinator
+// does not wrap) in place of the stop signal: Istio's POST /quitquitquit, say.
+type StopAction struct {
+	Method string // GET, POST, PUT or DELETE
+	URL    string // http:// on the pod's loopback
+}
+
+func (a StopAction) String() string { return a.Method + " " + a.URL }
+
+const stopActionForm = `{"http": "POST http://127.0.0.1:15020/quitquitquit"}`
+
+func decodeStopAction(key string, raw json.RawMessage) (*StopAction, error) {
+	if raw[0] != '{' {
+		return nil, errorf(key, "%q must be an object like %s, not %s", key, stopActionForm, valueKind(raw))
+	}
+	members, err := readObject(raw)
+	if err != nil {
+		return nil, errorf(key, "%q: %s", key, strings.TrimPrefix(err.Error(), EnvVar+": "))
+	}
+	if len(members) != 1 || members[0].key != HTTP {
+		return nil, errorf(key, "%q must have exactly the key \"http\", like %s", key, stopActionForm)
+	}
+	text, ok := stringValue(members[0].value)
+	if !ok {
+		return nil, errorf(key, "%q: \"http\" must be a string like \"POST http://127.0.0.1:15020/quitquitquit\", not %s", key, valueKind(members[0].value))
+	}
+	method, target, found := strings.Cut(strings.TrimSpace(text), " ")
+	target = strings.TrimSpace(target)
+	if !found || !slices.Contains([]string{"GET", "POST", "PUT", "DELETE"}, method) {
+		return nil, errorf(key, "%q is %s; write the method (GET, POST, PUT or DELETE), a space and the URL, like \"POST http://127.0.0.1:15020/quitquitquit\"", key, quote(text))
+	}
+	if problem := checkLocal(HTTP, target); problem != "" {
+		return nil, errorf(key, "%q has the URL %s, %s", key, quote(target), problem)
+	}
+	u, _ := url.Parse(target)
+	if !isLoopback(u.Hostname()) {
+		return nil, errorf(key, "%q has the URL %s, whose host is not this pod's loopback: a stop action reaches a container of the same pod, so use 127.0.0.1, [::1] or localhost", key, quote(target))
+	}
+	return &StopAction{Method: method, URL: target}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckStopper says what keeps s from serving a stopper: koordinator run with a stopAction and no
+// command, which waits for its stop dependencies and makes the stop action for a container it
+// does not wrap. nil when s fits.
+func (s Spec) CheckStopper() error {
+	switch {
+	case s.StopAction == nil:
+		return errorf("stopAction", "there is no command to run and no \"stopAction\"; give a command, or a stopAction like %s to run as a stopper", stopActionForm)
+	case len(s.StopDeps) == 0:
+		return errorf("stopDeps", "a stopper (a stopAction and no command) needs \"stopDeps\": the containers whose exit it waits for before it makes the stop action")
+	case len(s.StartDeps) > 0 || len(s.LocalStartDeps) > 0:
+		return errorf("startDeps", "a stopper (a stopAction and no command) runs no child, so it has nothing to start: remove \"startDeps\"")
+	}
+	return nil
+}

@@ -36,6 +36,7 @@ type Spec struct {
 	StartTimeout   time.Duration  // 0 means wait for startDeps without limit
 	StopSignal     syscall.Signal // sent to the child's process group to stop it
 	StopTimeout    time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
+	StopAction     *StopAction    // the request made in place of StopSignal; nil: none
 
 	TerminatedByStopDepExitCode int // exit code when the child ended after a stop because of stopDeps
 	KilledByStopDepExitCode     int // exit code when that stop needed SIGKILL
@@ -110,6 +111,10 @@ var fields = []field{
 	}},
 	{key: "stopTimeout", alias: "termTimeout", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
 		s.StopTimeout, err = decodeDuration(k, r)
+		return err
+	}},
+	{key: "stopAction", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
+		s.StopAction, err = decodeStopAction(k, r)
 		return err
 	}},
 	{key: "terminatedByStopDepExitCode", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
@@ -434,6 +439,7 @@ type wireSpec struct {
 	ProbeInterval               string `json:"probeInterval"`
 	StopSignal                  any    `json:"stopSignal"`
 	StopTimeout                 string `json:"stopTimeout"`
+	StopAction                  any    `json:"stopAction,omitempty"`
 	TerminatedByStopDepExitCode int    `json:"terminatedByStopDepExitCode"`
 	KilledByStopDepExitCode     int    `json:"killedByStopDepExitCode"`
 }
@@ -459,6 +465,9 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	}
 	if name, ok := signalName(s.StopSignal); ok {
 		w.StopSignal = name
+	}
+	if a := s.StopAction; a != nil {
+		w.StopAction = map[string]string{HTTP: a.String()}
 	}
 	return json.Marshal(w)
 }

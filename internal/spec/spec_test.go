@@ -101,6 +101,10 @@ func TestParse(t *testing.T) {
 				s.LocalStartDeps = []LocalDep{{TCP, "127.0.0.1:5432"}, {HTTP, "http://127.0.0.1:15021/healthz/ready"}, {File, "/shared/ready"}}
 				s.ProbeInterval = 50 * time.Millisecond
 			})},
+		{"stop action", `{"stopAction":{"http":"POST http://127.0.0.1:15020/quitquitquit"}}`,
+			with(func(s *Spec) { s.StopAction = &StopAction{Method: "POST", URL: "http://127.0.0.1:15020/quitquitquit"} })},
+		{"stop action on [::1] and localhost", `{"stopAction":{"http":"GET http://[::1]:9091/quitquitquit"}}`,
+			with(func(s *Spec) { s.StopAction = &StopAction{Method: "GET", URL: "http://[::1]:9091/quitquitquit"} })},
 		{"IPv6 and a host name", `{"startDeps":[{"tcp":"[::1]:80"},{"tcp":"localhost:8080"}]}`,
 			with(func(s *Spec) { s.LocalStartDeps = []LocalDep{{TCP, "[::1]:80"}, {TCP, "localhost:8080"}} })},
 		{"Rust koordinator README", `{"startDeps":["cloud-sql-proxy"],"stopDelay":"10s"}`,
@@ -165,6 +169,14 @@ func TestParseErrors(t *testing.T) {
 			[]string{`"a" is optional in one of startDeps and stopDeps and required in the other`}},
 		{"bad name in an item", `{"startDeps":[{"name":"Proxy"}]}`, "startDeps", []string{`which is not a valid container name`}},
 		{"probeInterval too short", `{"probeInterval":"1ms"}`, "probeInterval", []string{`"probeInterval" is 1ms, shorter than 10ms`}},
+
+		{"stop action not an object", `{"stopAction":"POST http://127.0.0.1/"}`, "stopAction", []string{`"stopAction" must be an object like {"http": "POST http://127.0.0.1:15020/quitquitquit"}, not a string`}},
+		{"stop action other key", `{"stopAction":{"exec":"kill 1"}}`, "stopAction", []string{`"stopAction" must have exactly the key "http"`}},
+		{"stop action without method", `{"stopAction":{"http":"http://127.0.0.1/quit"}}`, "stopAction", []string{`write the method (GET, POST, PUT or DELETE), a space and the URL`}},
+		{"stop action bad method", `{"stopAction":{"http":"post http://127.0.0.1/quit"}}`, "stopAction", []string{`write the method (GET, POST, PUT or DELETE)`}},
+		{"stop action not loopback", `{"stopAction":{"http":"POST http://10.0.0.1:15020/quitquitquit"}}`, "stopAction", []string{`whose host is not this pod's loopback`}},
+		{"stop action by name", `{"stopAction":{"http":"POST http://istio:15020/quitquitquit"}}`, "stopAction", []string{`whose host is not this pod's loopback`}},
+		{"stop action https", `{"stopAction":{"http":"POST https://127.0.0.1/quit"}}`, "stopAction", []string{`which is not an http:// URL`}},
 
 		// Keys.
 		{"lower case", `{"startdeps":["a"]}`, "startdeps", []string{`unknown field "startdeps" (did you mean "startDeps"?)`}},
@@ -367,6 +379,7 @@ func TestMarshalJSON(t *testing.T) {
 		`{"stopDelay":"2562047h47m16.854775807s"}`,
 		`{"stopDelay":"1ns","startTimeout":"3us"}`,
 		`{"startDeps":[{"tcp":"[::1]:1"},{"name":"a","optional":true},"b"],"stopDeps":["b",{"name":"c","optional":true}],"probeInterval":"1s"}`,
+		`{"stopDeps":["main"],"stopAction":{"http":"POST http://localhost:15000/quitquitquit"}}`,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {
