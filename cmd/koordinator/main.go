@@ -20,6 +20,8 @@
 //	KOORDINATOR_LOCAL_STATE    on (default) or off: the pod-local channel, state files in .state/
 //	                           next to this binary through which wrapped containers tell each
 //	                           other their children's start and exit (off: the API alone decides)
+//	KOORDINATOR_STATE_DIR      the folder (absolute) whose .state/ holds the pod-local channel, in
+//	                           place of the binary's own folder (a read-only image volume)
 //
 // Exit codes: the child's own code; 128+N when a signal N killed it; terminatedByStopDepExitCode
 // (0) or killedByStopDepExitCode (137) when it was stopped because its stop dependencies exited;

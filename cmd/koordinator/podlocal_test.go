@@ -96,3 +96,26 @@ func TestLocalStateOff(t *testing.T) {
 		t.Errorf("KOORDINATOR_LOCAL_STATE=maybe: exit %d, want 125 naming the variable; stderr:\n%s", code, stderr)
 	}
 }
+
+// KOORDINATOR_STATE_DIR moves the pod-local channel out of the binary's folder (a binary mounted
+// read-only from an image volume): nothing is written next to the binary.
+func TestStateDir(t *testing.T) {
+	bin := binaryIn(t)
+	stateDir := t.TempDir()
+	cmd := exec.Command(bin, "sh", "-c", "exit 4")
+	cmd.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"x"}`, "KOORDINATOR_STATE_DIR="+stateDir)
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 4 {
+		t.Fatalf("exit %d (%v), want the child's 4", cmd.ProcessState.ExitCode(), err)
+	}
+	var exited map[string]any
+	if err := json.Unmarshal([]byte(readFile(filepath.Join(stateDir, ".state", "x"))), &exited); err != nil || exited["exitCode"] != float64(4) {
+		t.Errorf("state file in KOORDINATOR_STATE_DIR: %v %v", exited, err)
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(bin), ".state")); err == nil {
+		t.Error("wrote next to the binary although KOORDINATOR_STATE_DIR is set")
+	}
+	code, _, stderr := runKoordinator(t, []string{"KOORDINATOR_STATE_DIR=state"}, "true")
+	if code != 125 || !strings.Contains(stderr, `KOORDINATOR_STATE_DIR=\"state\": use an absolute path`) {
+		t.Errorf("relative KOORDINATOR_STATE_DIR: exit %d, want 125 and a line saying why; stderr:\n%s", code, stderr)
+	}
+}

@@ -186,8 +186,10 @@ func lookupFrom(getenv func(string) string) func(string) (string, bool) {
 	}
 }
 
-// podLocalDir is where the pod-local channel lives: the folder holding this binary (the shared
-// emptyDir it was installed into), or "" when KOORDINATOR_LOCAL_STATE=off.
+// podLocalDir is where the pod-local channel lives: KOORDINATOR_STATE_DIR when set (a writable
+// folder every coordinated container mounts, for a binary mounted read-only from an image
+// volume), else the folder holding this binary (the shared emptyDir it was installed into), or
+// "" when KOORDINATOR_LOCAL_STATE=off.
 func podLocalDir(getenv func(string) string, log *zap.Logger) (string, error) {
 	switch v := strings.ToLower(strings.TrimSpace(getenv("KOORDINATOR_LOCAL_STATE"))); v {
 	case "off":
@@ -195,6 +197,12 @@ func podLocalDir(getenv func(string) string, log *zap.Logger) (string, error) {
 	case "", "on":
 	default:
 		return "", fmt.Errorf("KOORDINATOR_LOCAL_STATE=%q: use on (the default) or off", v)
+	}
+	if dir := getenv("KOORDINATOR_STATE_DIR"); dir != "" {
+		if !filepath.IsAbs(dir) {
+			return "", fmt.Errorf("KOORDINATOR_STATE_DIR=%q: use an absolute path, the mountPath of a writable volume (an emptyDir) every coordinated container mounts", dir)
+		}
+		return filepath.Clean(dir), nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
