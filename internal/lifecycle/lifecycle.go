@@ -177,6 +177,15 @@ func (l *loop) run(ctx context.Context) int {
 		l.log.Debug("watching the stop dependencies' state files",
 			zap.String("folder", podlocal.Dir(l.cfg.PodLocalDir)), zap.Bool("inotify", l.local.Inotify()))
 	}
+	if l.cfg.Spec.NoAPI && len(l.stopDeps) > 0 {
+		if l.local == nil {
+			return l.exit(ExitConfig, `with "api": false the stop dependencies are known only through the pod-local channel, which KOORDINATOR_LOCAL_STATE=off turns off: remove one of the two`)
+		}
+		// The rules judge the state files against the pod the spec states.
+		l.pod = watch.AssumedPod(corev1.RestartPolicy(l.cfg.Spec.PodRestartPolicy), l.stopDeps...)
+		l.log.Info("without the API: the stop dependencies' exits come from their state files alone",
+			zap.String("podRestartPolicy", l.cfg.Spec.PodRestartPolicy))
+	}
 	var w *watch.Watcher
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -235,6 +244,9 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 			return false
 		}
 		return len(localPending) == 0
+	}
+	if w == nil && canStart() {
+		return l.start() // nothing to wait for: only stop dependencies, without the API
 	}
 	if p := pendingNow(); len(p) > 0 {
 		l.log.Info("waiting for start dependencies", zap.Strings("pending", p))

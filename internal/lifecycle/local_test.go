@@ -141,3 +141,38 @@ func TestOptionalDependencyPresent(t *testing.T) {
 		t.Errorf("skipped a dependency the pod has; logs:\n%s", h.dump())
 	}
 }
+
+// Without the API ("api": false) the stop dependencies' exits come from their state files alone,
+// judged by the restart policy the spec states: under OnFailure an exit 1 is retried and does
+// not stop the sidecar, an exit 0 does.
+func TestStopDepsWithoutTheAPI(t *testing.T) {
+	folder := t.TempDir()
+	sp := spec.Spec{Name: "proxy", StopDeps: []string{"main"}, NoAPI: true, PodRestartPolicy: "OnFailure", StopTimeout: 5 * time.Second}
+	h := start(t, podWith(corev1.RestartPolicyOnFailure, "proxy", "main"), sp, sidecar, noAPI(t), podLocal(folder))
+	h.waitFor("child started", func() bool { return h.exists("started") })
+	exits(t, folder, "main", 1, false)
+	h.seesFile("main", 1)
+	time.Sleep(200 * time.Millisecond) // the decision follows the file at once; none must come
+	if h.logs.FilterMessage("stop condition").Len() > 0 {
+		t.Fatalf("stopped for an exit that OnFailure retries; logs:\n%s", h.dump())
+	}
+	exits(t, folder, "main", 0, false)
+	if code := h.exitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0; logs:\n%s", code, h.dump())
+	}
+	if !h.exists("term") || h.logs.FilterMessage("stop dependencies exited").Len() != 1 {
+		t.Errorf("want the stop after main's exit 0; logs:\n%s", h.dump())
+	}
+}
+
+// Without the API and with the pod-local channel off, nothing could ever stop the child.
+func TestStopDepsWithoutTheAPINeedTheChannel(t *testing.T) {
+	sp := spec.Spec{Name: "proxy", StopDeps: []string{"main"}, NoAPI: true, PodRestartPolicy: "Never"}
+	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), sp, sidecar, noAPI(t))
+	if code := h.exitCode(); code != lifecycle.ExitConfig {
+		t.Fatalf("exit code %d, want 125", code)
+	}
+	if h.exists("started") {
+		t.Error("child started")
+	}
+}

@@ -287,3 +287,25 @@ func (s Spec) CheckStopper() error {
 	}
 	return nil
 }
+
+// The pod restart policies a spec without the API may state.
+var podRestartPolicies = []string{"Never", "OnFailure"}
+
+// checkNoAPI says what keeps s from running without the API ("api": false), or nil. It also
+// fills in the default podRestartPolicy.
+func (s *Spec) checkNoAPI(apiKey string) error {
+	switch {
+	case !s.NoAPI && s.PodRestartPolicy != "":
+		return errorf("podRestartPolicy", "\"podRestartPolicy\" is read only with \"api\": false; with the API koordinator reads the pod's own policy: remove it")
+	case !s.NoAPI:
+		return nil
+	case len(s.StartDeps) > 0:
+		return errorf(apiKey, "with \"api\": false, %q in startDeps cannot be checked: readiness comes only from the API; use a local check like {\"tcp\": \"127.0.0.1:5432\"}, or remove \"api\": false", s.StartDeps[0])
+	case len(s.Optional) > 0:
+		return errorf(apiKey, "with \"api\": false, whether the pod has %q cannot be known: make it required, or remove \"api\": false", s.Optional[0])
+	}
+	if s.PodRestartPolicy == "" {
+		s.PodRestartPolicy = "Never"
+	}
+	return nil
+}

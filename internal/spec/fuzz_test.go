@@ -21,7 +21,7 @@ func FuzzParse(f *testing.F) {
 		`{"startdeps":["a"]}`, `{"stop_deps":["a"]}`, `{"stopDelay":"1s","stopDelay":"2s"}`,
 		`{"stopSignal":"TERM","termSignal":"INT"}`, `{"name":"a","stopDeps":["a"]}`,
 		`{"startDeps":[{"name":"a","optional":true},{"tcp":"127.0.0.1:5432"},{"http":"http://x/"},{"file":"/r"}],"stopDeps":["b"]}`,
-		`{"startDeps":[{"nmae":"a"}]}`, `{"stopAction":{"http":"POST http://127.0.0.1:15020/quitquitquit"}}`, `{"stopAction":{"http":"GET http://1.2.3.4/"}}`, `{"stopDeps":[{"file":"/x"}]}`, `{"probeInterval":"5ms"}`,
+		`{"startDeps":[{"nmae":"a"}]}`, `{"api":false,"stopDeps":["m"],"podRestartPolicy":"OnFailure"}`, `{"api":false,"startDeps":["p"]}`, `{"stopAction":{"http":"POST http://127.0.0.1:15020/quitquitquit"}}`, `{"stopAction":{"http":"GET http://1.2.3.4/"}}`, `{"stopDeps":[{"file":"/x"}]}`, `{"probeInterval":"5ms"}`,
 		`{"killedByStopDepExitCode":-1}`, `{"startDeps":["Main",""]}`, "{\"x\n\":\"\\u0000\"}",
 	} {
 		f.Add([]byte(seed))

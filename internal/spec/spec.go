@@ -30,13 +30,17 @@ type Spec struct {
 	StopDeps  []string // containers whose final exit stops the child; never nil after Parse
 	Optional  []string // the containers of StartDeps and StopDeps that the pod may lack (sorted)
 
-	LocalStartDeps []LocalDep     // checks made from inside the pod before the child starts
-	ProbeInterval  time.Duration  // how often LocalStartDeps are checked
-	StopDelay      time.Duration  // wait after the stop condition holds, before signalling
-	StartTimeout   time.Duration  // 0 means wait for startDeps without limit
-	StopSignal     syscall.Signal // sent to the child's process group to stop it
-	StopTimeout    time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
-	StopAction     *StopAction    // the request made in place of StopSignal; nil: none
+	LocalStartDeps []LocalDep // checks made from inside the pod before the child starts
+	// NoAPI ("api": false): never contact the API; stop dependencies are judged from the
+	// pod-local channel alone, as PodRestartPolicy ("Never" or "OnFailure") says the pod restarts.
+	NoAPI            bool
+	PodRestartPolicy string
+	ProbeInterval    time.Duration  // how often LocalStartDeps are checked
+	StopDelay        time.Duration  // wait after the stop condition holds, before signalling
+	StartTimeout     time.Duration  // 0 means wait for startDeps without limit
+	StopSignal       syscall.Signal // sent to the child's process group to stop it
+	StopTimeout      time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
+	StopAction       *StopAction    // the request made in place of StopSignal; nil: none
 
 	TerminatedByStopDepExitCode int // exit code when the child ended after a stop because of stopDeps
 	KilledByStopDepExitCode     int // exit code when that stop needed SIGKILL
@@ -57,12 +61,13 @@ func Default() Spec {
 
 // HasDeps reports whether the spec has any dependency, container or local.
 func (s Spec) HasDeps() bool {
-	return s.NeedsAPI() || len(s.LocalStartDeps) > 0
+	return len(s.StartDeps) > 0 || len(s.StopDeps) > 0 || len(s.LocalStartDeps) > 0
 }
 
-// NeedsAPI reports whether the spec names a container dependency: only then is the API contacted.
+// NeedsAPI reports whether the spec names a container dependency and may use the API: only
+// then is the API contacted.
 func (s Spec) NeedsAPI() bool {
-	return len(s.StartDeps) > 0 || len(s.StopDeps) > 0
+	return !s.NoAPI && (len(s.StartDeps) > 0 || len(s.StopDeps) > 0)
 }
 
 // field is one key of the spec object. alias is the name the Rust koordinator used for it.
@@ -97,6 +102,24 @@ var fields = []field{
 	{key: "startTimeout", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
 		s.StartTimeout, err = decodeDuration(k, r)
 		return err
+	}},
+	{key: "api", decode: func(s *Spec, k string, r json.RawMessage) error {
+		switch string(r) {
+		case "true":
+		case "false":
+			s.NoAPI = true
+		default:
+			return errorf(k, "%q must be true or false, not %s", k, valueKind(r))
+		}
+		return nil
+	}},
+	{key: "podRestartPolicy", decode: func(s *Spec, k string, r json.RawMessage) error {
+		v, ok := stringValue(r)
+		if !ok || !slices.Contains(podRestartPolicies, v) {
+			return errorf(k, "%q must be \"Never\" or \"OnFailure\" (the pod's restartPolicy; under Always nothing exits for good), not %s", k, truncate(string(r)))
+		}
+		s.PodRestartPolicy = v
+		return nil
 	}},
 	{key: "probeInterval", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
 		s.ProbeInterval, err = decodeDuration(k, r)
@@ -163,6 +186,9 @@ func Parse(data []byte) (Spec, error) {
 		}
 	}
 	slices.Sort(s.Optional)
+	if err := s.checkNoAPI("api"); err != nil {
+		return Spec{}, err
+	}
 	// Checked after the loop: "name" may come after the lists.
 	for _, list := range []struct {
 		key  string
@@ -437,6 +463,8 @@ type wireSpec struct {
 	StopDelay                   string `json:"stopDelay"`
 	StartTimeout                string `json:"startTimeout"`
 	ProbeInterval               string `json:"probeInterval"`
+	API                         *bool  `json:"api,omitempty"`
+	PodRestartPolicy            string `json:"podRestartPolicy,omitempty"`
 	StopSignal                  any    `json:"stopSignal"`
 	StopTimeout                 string `json:"stopTimeout"`
 	StopAction                  any    `json:"stopAction,omitempty"`
@@ -468,6 +496,10 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	}
 	if a := s.StopAction; a != nil {
 		w.StopAction = map[string]string{HTTP: a.String()}
+	}
+	if s.NoAPI {
+		no := false
+		w.API, w.PodRestartPolicy = &no, s.PodRestartPolicy
 	}
 	return json.Marshal(w)
 }

@@ -105,6 +105,15 @@ func TestParse(t *testing.T) {
 			with(func(s *Spec) { s.StopAction = &StopAction{Method: "POST", URL: "http://127.0.0.1:15020/quitquitquit"} })},
 		{"stop action on [::1] and localhost", `{"stopAction":{"http":"GET http://[::1]:9091/quitquitquit"}}`,
 			with(func(s *Spec) { s.StopAction = &StopAction{Method: "GET", URL: "http://[::1]:9091/quitquitquit"} })},
+		{"without the API", `{"api":false,"startDeps":[{"file":"/r"}],"stopDeps":["main"]}`,
+			with(func(s *Spec) {
+				s.NoAPI, s.PodRestartPolicy = true, "Never"
+				s.LocalStartDeps = []LocalDep{{File, "/r"}}
+				s.StopDeps = []string{"main"}
+			})},
+		{"without the API, OnFailure", `{"stopDeps":["main"],"podRestartPolicy":"OnFailure","api":false}`,
+			with(func(s *Spec) { s.NoAPI, s.PodRestartPolicy, s.StopDeps = true, "OnFailure", []string{"main"} })},
+		{"api true is the default", `{"api":true}`, Default()},
 		{"IPv6 and a host name", `{"startDeps":[{"tcp":"[::1]:80"},{"tcp":"localhost:8080"}]}`,
 			with(func(s *Spec) { s.LocalStartDeps = []LocalDep{{TCP, "[::1]:80"}, {TCP, "localhost:8080"}} })},
 		{"Rust koordinator README", `{"startDeps":["cloud-sql-proxy"],"stopDelay":"10s"}`,
@@ -177,6 +186,12 @@ func TestParseErrors(t *testing.T) {
 		{"stop action not loopback", `{"stopAction":{"http":"POST http://10.0.0.1:15020/quitquitquit"}}`, "stopAction", []string{`whose host is not this pod's loopback`}},
 		{"stop action by name", `{"stopAction":{"http":"POST http://istio:15020/quitquitquit"}}`, "stopAction", []string{`whose host is not this pod's loopback`}},
 		{"stop action https", `{"stopAction":{"http":"POST https://127.0.0.1/quit"}}`, "stopAction", []string{`which is not an http:// URL`}},
+
+		{"api not a boolean", `{"api":"no"}`, "api", []string{`"api" must be true or false, not a string`}},
+		{"container start dep without the API", `{"api":false,"startDeps":["proxy"]}`, "api", []string{`with "api": false, "proxy" in startDeps cannot be checked: readiness comes only from the API`}},
+		{"optional without the API", `{"api":false,"stopDeps":[{"name":"a","optional":true}]}`, "api", []string{`whether the pod has "a" cannot be known`}},
+		{"podRestartPolicy with the API", `{"podRestartPolicy":"Never","stopDeps":["a"]}`, "podRestartPolicy", []string{`"podRestartPolicy" is read only with "api": false`}},
+		{"podRestartPolicy Always", `{"api":false,"podRestartPolicy":"Always"}`, "podRestartPolicy", []string{`must be "Never" or "OnFailure"`}},
 
 		// Keys.
 		{"lower case", `{"startdeps":["a"]}`, "startdeps", []string{`unknown field "startdeps" (did you mean "startDeps"?)`}},
@@ -343,6 +358,7 @@ func TestHasDeps(t *testing.T) {
 	for in, want := range map[string]bool{
 		``: false, `{}`: false, `{"name":"a","stopDelay":"1s"}`: false,
 		`{"startDeps":["a"]}`: true, `{"stopDeps":["a"]}`: true, `{"startDeps":[{"file":"/x"}]}`: true,
+		`{"api":false,"stopDeps":["a"]}`: true,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {
@@ -350,6 +366,21 @@ func TestHasDeps(t *testing.T) {
 		}
 		if s.HasDeps() != want {
 			t.Errorf("Parse(%q).HasDeps() = %v, want %v", in, !want, want)
+		}
+	}
+}
+
+func TestNeedsAPI(t *testing.T) {
+	for in, want := range map[string]bool{
+		``: false, `{"startDeps":[{"file":"/x"}]}`: false, `{"api":false,"stopDeps":["a"]}`: false,
+		`{"startDeps":["a"]}`: true, `{"stopDeps":["a"]}`: true,
+	} {
+		s, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.NeedsAPI() != want {
+			t.Errorf("Parse(%q).NeedsAPI() = %v, want %v", in, !want, want)
 		}
 	}
 }
@@ -380,6 +411,7 @@ func TestMarshalJSON(t *testing.T) {
 		`{"stopDelay":"1ns","startTimeout":"3us"}`,
 		`{"startDeps":[{"tcp":"[::1]:1"},{"name":"a","optional":true},"b"],"stopDeps":["b",{"name":"c","optional":true}],"probeInterval":"1s"}`,
 		`{"stopDeps":["main"],"stopAction":{"http":"POST http://localhost:15000/quitquitquit"}}`,
+		`{"api":false,"stopDeps":["main"],"podRestartPolicy":"OnFailure"}`,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {

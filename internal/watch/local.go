@@ -98,3 +98,15 @@ func StopStateWith(pod *corev1.Pod, stopDeps []string, local map[string]LocalExi
 	}
 	return v
 }
+
+// AssumedPod is the pod as a wrapper without the API knows it: the named containers, regular
+// ones, under the pod restartPolicy its spec states, with no status. The rules judge the state
+// files of those containers against it (LocalExitFinal), as they judge them against the real
+// pod when the API is there.
+func AssumedPod(policy corev1.RestartPolicy, names ...string) *corev1.Pod {
+	p := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: policy}}
+	for _, n := range names {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n})
+	}
+	return p
+}

@@ -145,3 +145,30 @@ func TestStopStateWith(t *testing.T) {
 		})
 	}
 }
+
+// Without the API, the state files are judged against the pod the spec states.
+func TestLocalExitFinalOnTheAssumedPod(t *testing.T) {
+	at := time.Now()
+	never, onFailure := AssumedPod(corev1.RestartPolicyNever, "main"), AssumedPod(corev1.RestartPolicyOnFailure, "main")
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		e    LocalExit
+		term bool
+		want bool
+	}{
+		{"Never, exit 1", never, LocalExit{Code: 1, At: at}, false, true},
+		{"OnFailure, exit 1: retried", onFailure, LocalExit{Code: 1, At: at}, false, false},
+		{"OnFailure, exit 0", onFailure, LocalExit{Code: 0, At: at}, false, true},
+		{"OnFailure, exit 1, this wrapper terminating", onFailure, LocalExit{Code: 1, At: at}, true, true},
+		{"Never, the dependency was being stopped", never, LocalExit{Code: 143, At: at, Terminating: true}, false, false},
+	}
+	for _, tt := range tests {
+		if got := LocalExitFinal(tt.pod, "main", tt.e, tt.term); got != tt.want {
+			t.Errorf("%s: LocalExitFinal = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if v := StopStateWith(never, []string{"main"}, map[string]LocalExit{"main": {Code: 0, At: at}}, false); !v.Holds() {
+		t.Errorf("StopStateWith on the assumed pod: %+v, want the stop to hold", v)
+	}
+}
