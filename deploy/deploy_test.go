@@ -100,6 +100,49 @@ func TestJobExample(t *testing.T) {
 	checkPodTemplate(t, job.Spec.Template)
 }
 
+// The injected-mesh Job: the stand-in proxy is not wrapped, a stopper stops it.
+func TestMeshExample(t *testing.T) {
+	var job batchv1.Job
+	decode(t, documents(t, "job-mesh-example.yaml")["Job"], &job)
+	checkPodTemplate(t, job.Spec.Template)
+	stopper := job.Spec.Template.Spec.Containers[2]
+	sp := parseSpec(t, stopper)
+	if len(stopper.Args) != 0 || sp.StopAction == nil || sp.CheckStopper() != nil {
+		t.Errorf("mesh-stopper must run koordinator without a command, with a stopAction and stopDeps: %v %+v", stopper.Args, sp)
+	}
+}
+
+// The Job without API access: no token, no ServiceAccount, every wrapper without the API.
+func TestNoRBACExample(t *testing.T) {
+	var job batchv1.Job
+	decode(t, documents(t, "job-no-rbac-example.yaml")["Job"], &job)
+	ps := job.Spec.Template.Spec
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken || ps.ServiceAccountName != "" {
+		t.Errorf("want no ServiceAccount and no token, got %q, automount %v", ps.ServiceAccountName, ps.AutomountServiceAccountToken)
+	}
+	checkPodTemplate(t, job.Spec.Template)
+	for _, c := range ps.Containers {
+		if sp := parseSpec(t, c); sp.NeedsAPI() || sp.Name != c.Name {
+			t.Errorf("%s: want a spec without the API that names its container, got %+v", c.Name, sp)
+		}
+	}
+}
+
+func parseSpec(t *testing.T, c corev1.Container) spec.Spec {
+	t.Helper()
+	var raw string
+	for _, e := range c.Env {
+		if e.Name == spec.EnvVar {
+			raw = e.Value
+		}
+	}
+	sp, err := spec.Parse([]byte(raw))
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
+	}
+	return sp
+}
+
 func TestCronJobExample(t *testing.T) {
 	var cron batchv1.CronJob
 	decode(t, documents(t, "cronjob-example.yaml")["CronJob"], &cron)
@@ -118,27 +161,17 @@ func TestCronJobExample(t *testing.T) {
 }
 
 // checkPodTemplate checks what a user relies on: the init container installs the binary into
-// the emptyDir, every wrapped container mounts it and the podinfo volume, specs parse, and the
-// dependencies name real containers.
+// the emptyDir, every wrapped container mounts it, specs parse, the dependencies name real
+// containers, and a container whose spec uses the API has the podinfo volume and the
+// ServiceAccount of rbac.yaml.
 func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 	t.Helper()
 	ps := tmpl.Spec
 	var sa corev1.ServiceAccount
 	decode(t, documents(t, "rbac.yaml")["ServiceAccount"], &sa)
-	if ps.ServiceAccountName != sa.Name {
-		t.Errorf("serviceAccountName %q, want %q from rbac.yaml", ps.ServiceAccountName, sa.Name)
-	}
 	volumes := map[string]corev1.Volume{}
 	for _, v := range ps.Volumes {
 		volumes[v.Name] = v
-	}
-	mountOf := func(c corev1.Container, path string) (string, bool) {
-		for _, m := range c.VolumeMounts {
-			if m.MountPath == path {
-				return m.Name, true
-			}
-		}
-		return "", false
 	}
 
 	if len(ps.InitContainers) != 1 {
@@ -157,37 +190,22 @@ func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "example", Namespace: "default"}, Spec: ps}
 	wrapped := 0
 	for _, c := range ps.Containers {
-		if len(c.Command) == 0 || c.Command[0] != "/koordinator/koordinator" {
+		if len(c.Command) == 0 || c.Command[0] != "/koordinator/koordinator" && c.Command[0] != "/bin/koordinator" {
 			continue
 		}
 		wrapped++
 		if v, ok := mountOf(c, "/koordinator"); !ok || v != binVolume {
-			t.Errorf("%s: runs /koordinator/koordinator but does not mount %s at /koordinator", c.Name, binVolume)
+			t.Errorf("%s: runs koordinator but does not mount %s at /koordinator", c.Name, binVolume)
 		}
-		v, ok := mountOf(c, "/etc/podinfo")
-		if !ok || volumes[v].DownwardAPI == nil {
-			t.Errorf("%s: no downward-API volume at /etc/podinfo", c.Name)
-		} else {
-			paths := map[string]string{}
-			for _, item := range volumes[v].DownwardAPI.Items {
-				if item.FieldRef != nil {
-					paths[item.Path] = item.FieldRef.FieldPath
-				}
-			}
-			if paths["name"] != "metadata.name" || paths["namespace"] != "metadata.namespace" {
-				t.Errorf("%s: podinfo volume must have name and namespace, got %v", c.Name, paths)
-			}
+		sp := parseSpec(t, c)
+		if sp.NeedsAPI() {
+			checkAPIAccess(t, ps, c, sa.Name, volumes)
 		}
 		var raw string
 		for _, e := range c.Env {
 			if e.Name == spec.EnvVar {
 				raw = e.Value
 			}
-		}
-		sp, err := spec.Parse([]byte(raw))
-		if err != nil {
-			t.Errorf("%s: %v", c.Name, err)
-			continue
 		}
 		if !sp.HasDeps() {
 			t.Errorf("%s: wrapped without dependencies", c.Name)
@@ -203,4 +221,37 @@ func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 	if wrapped < 2 {
 		t.Errorf("want a sidecar and a main container wrapped by koordinator, got %d", wrapped)
 	}
+}
+
+// checkAPIAccess checks what a container whose spec uses the API needs: the ServiceAccount of
+// rbac.yaml and the downward-API podinfo volume.
+func checkAPIAccess(t *testing.T, ps corev1.PodSpec, c corev1.Container, saName string, volumes map[string]corev1.Volume) {
+	t.Helper()
+	if ps.ServiceAccountName != saName {
+		t.Errorf("%s uses the API: serviceAccountName %q, want %q from rbac.yaml", c.Name, ps.ServiceAccountName, saName)
+	}
+	v, ok := mountOf(c, "/etc/podinfo")
+	if !ok || volumes[v].DownwardAPI == nil {
+		t.Errorf("%s: no downward-API volume at /etc/podinfo", c.Name)
+	} else {
+		paths := map[string]string{}
+		for _, item := range volumes[v].DownwardAPI.Items {
+			if item.FieldRef != nil {
+				paths[item.Path] = item.FieldRef.FieldPath
+			}
+		}
+		if paths["name"] != "metadata.name" || paths["namespace"] != "metadata.namespace" {
+			t.Errorf("%s: podinfo volume must have name and namespace, got %v", c.Name, paths)
+		}
+	}
+}
+
+// mountOf is the volume c mounts at path.
+func mountOf(c corev1.Container, path string) (string, bool) {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == path {
+			return m.Name, true
+		}
+	}
+	return "", false
 }

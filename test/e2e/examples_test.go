@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// exampleSucceeded waits for the example Job to complete and checks that every container of its
+// pod exited 0; it returns the pod.
+func exampleSucceeded(t *testing.T, ns, job string, containers int) *corev1.Pod {
+	t.Helper()
+	waitJobComplete(t, ns, job, 2*time.Minute)
+	pod := jobPod(t, ns, job)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpPod(t, pod)
+		}
+	})
+	if pod.Status.Phase != corev1.PodSucceeded {
+		t.Errorf("pod phase %s, want Succeeded", pod.Status.Phase)
+	}
+	statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	if len(statuses) != containers {
+		t.Fatalf("%d container statuses, want %d", len(statuses), containers)
+	}
+	for _, cs := range statuses {
+		expectTerminated(t, pod, cs.Name, 0, 0)
+	}
+	return pod
+}
+
+// TestMeshExample applies deploy/job-mesh-example.yaml as it is: main waits for the injected
+// stand-in proxy (an optional start dependency), and the stopper asks the proxy to quit (its
+// stop action) once main has exited, so the Job completes.
+func TestMeshExample(t *testing.T) {
+	parallel(t)
+	ns := newNamespace(t, "e2e-mesh")
+	applyFile(t, ns, "deploy/rbac.yaml")
+	applyFile(t, ns, "deploy/job-mesh-example.yaml")
+	pod := exampleSucceeded(t, ns, "koordinator-mesh-example", 4)
+
+	proxy, main, stopper := readLog(ns, pod.Name, "istio-proxy"), readLog(ns, pod.Name, "main"), readLog(ns, pod.Name, "mesh-stopper")
+	serving := proxy.first(t, "istio-proxy: serving")
+	mainReady := main.first(t, "dependency ready", "dependency", "istio-proxy")
+	mainStarted := main.first(t, "child started")
+	mainExited := main.first(t, "child exited")
+	stopperWaits := stopper.first(t, "stopper: no child; waiting for the stop dependencies")
+	acted := stopper.first(t, "stop action done")
+	quit := proxy.first(t, "istio-proxy: asked to quit")
+	stopper.first(t, "koordinator exits", "code", float64(0))
+
+	before(t, serving, mainReady, "main saw istio-proxy Ready after it served")
+	before(t, mainReady, mainStarted, "main's child started after istio-proxy was Ready")
+	before(t, stopperWaits, mainExited, "the stopper waited while main ran")
+	before(t, mainExited, acted, "the stop action came after main exited")
+	if quit.Before(mainExited) {
+		t.Errorf("istio-proxy quit %s before main exited", mainExited.Sub(quit))
+	}
+}
+
+// TestNoRBACExample applies deploy/job-no-rbac-example.yaml as it is, in a namespace without
+// deploy/rbac.yaml and with no token mounted: main starts once the proxy answers HTTP, the proxy
+// stops after main's exit seen in its state file, and the Job completes.
+func TestNoRBACExample(t *testing.T) {
+	parallel(t)
+	ns := newNamespace(t, "e2e-norbac")
+	applyFile(t, ns, "deploy/job-no-rbac-example.yaml")
+	pod := exampleSucceeded(t, ns, "koordinator-no-rbac-example", 3)
+
+	proxy, main := readLog(ns, pod.Name, "proxy"), readLog(ns, pod.Name, "main")
+	serving := proxy.first(t, "proxy: serving")
+	mainReady := main.first(t, "dependency ready", "dependency", "http http://127.0.0.1:18080/")
+	mainStarted := main.first(t, "child started")
+	mainExited := main.first(t, "child exited")
+	stop := proxy.matching("stop dependencies exited")
+	if len(stop) != 1 || stop[0].Fields["fromStateFiles"] == nil {
+		t.Fatalf("want the proxy stopped by main's state file; proxy log: %+v", proxy.entries)
+	}
+	stopping := proxy.first(t, "stopping the child")
+
+	before(t, serving, mainReady, "main saw the proxy answer after it served")
+	before(t, mainReady, mainStarted, "main's child started after the proxy answered")
+	before(t, mainExited, stop[0].At, "the proxy's stop condition held after main exited")
+	if gap := stopping.Sub(mainExited); gap < time.Second {
+		t.Errorf("the proxy was stopped %s after main exited; want at least stopDelay (1s)", gap)
+	}
+	for _, l := range []ctrLog{proxy, main} {
+		if m := l.containing(`"pod":`); len(m) > 0 {
+			t.Errorf("%s logged with a pod identity, as if it had used the API: %s", l.name, m[0].Text)
+		}
+	}
+}
