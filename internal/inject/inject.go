@@ -50,6 +50,7 @@ type Result struct {
 	Template corev1.PodTemplateSpec
 	Changed  bool     // false: Template equals the input
 	Notes    []string // one line each, for stderr
+	Skipped  string   // why nothing was asked of this template, when nothing was
 }
 
 // Template wires one pod template. The input is not modified. A template with nothing to
@@ -61,6 +62,7 @@ func Template(in corev1.PodTemplateSpec, opts Options) (Result, error) {
 	if v, ok := tmpl.Annotations[AnnotationInject]; ok {
 		switch v {
 		case "false":
+			res.Skipped = "annotation " + AnnotationInject + " is \"false\""
 			return res, nil
 		case "true":
 		default:
@@ -73,6 +75,9 @@ func Template(in corev1.PodTemplateSpec, opts Options) (Result, error) {
 	}
 	res.Notes = p.notes
 	if len(p.wants) == 0 {
+		if len(p.notes) == 0 {
+			res.Skipped = "nothing says what to coordinate (--sidecar, --main, annotation " + AnnotationSidecars + " or " + SpecAnnotationPrefix + "<container>)"
+		}
 		return res, nil
 	}
 
@@ -220,7 +225,7 @@ func ensureInstaller(ps *corev1.PodSpec, image string) error {
 // pod the wrapper would refuse: dependencies that name no container, self-dependencies, start
 // cycles, and a stop dependency on a native sidecar (one could never hold).
 func checkDeps(tmpl *corev1.PodTemplateSpec) error {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "<template>", Namespace: "<namespace>"}, Spec: tmpl.Spec}
+	pod := TemplatePod(tmpl.Spec)
 	for _, c := range containers(&tmpl.Spec) {
 		e := SpecEnv(c)
 		if e == nil || e.ValueFrom != nil {
@@ -231,13 +236,30 @@ func checkDeps(tmpl *corev1.PodTemplateSpec) error {
 			return fmt.Errorf("container %s: %w", c.Name, err)
 		}
 		if err := watch.ValidateDeps(pod, c.Name, s.StartDeps, s.StopDeps); err != nil {
-			return fmt.Errorf("container %s: %w", c.Name, err)
+			return fmt.Errorf("container %s: %s", c.Name, DepMessage(err))
 		}
 		if d, ok := NativeStopDep(&tmpl.Spec, s.StopDeps); ok {
 			return fmt.Errorf("container %s: stop dependency %q is a native sidecar (an init container with restartPolicy: Always), which never exits for good while the pod runs: remove it from stopDeps", c.Name, d)
 		}
 	}
 	return nil
+}
+
+// A template has no pod name yet: watch.ValidateDeps gets these, and DepMessage takes them out.
+const (
+	templatePod       = "TEMPLATE"
+	templateNamespace = "NAMESPACE"
+)
+
+// TemplatePod is the pod a template would make, for the wrapper's pod checks; DepMessage turns
+// the errors of those checks into messages about the template.
+func TemplatePod(ps corev1.PodSpec) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: templatePod, Namespace: templateNamespace}, Spec: ps}
+}
+
+// DepMessage is a watch.ValidateDeps error about a TemplatePod, saying "the pod" for it.
+func DepMessage(err error) string {
+	return strings.ReplaceAll(err.Error(), "pod "+templateNamespace+"/"+templatePod, "the pod")
 }
 
 // NativeStopDep returns the first stop dependency that is a native sidecar.

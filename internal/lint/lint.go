@@ -12,7 +12,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/koordinator-dev/koordinator/internal/inject"
 	"github.com/koordinator-dev/koordinator/internal/spec"
@@ -45,7 +44,7 @@ type Finding struct {
 // Template lints one pod template. Findings come in container order, then the pod's own.
 func Template(tmpl corev1.PodTemplateSpec) []Finding {
 	ps := &tmpl.Spec
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "<pod>", Namespace: "<namespace>"}, Spec: *ps}
+	pod := inject.TemplatePod(*ps)
 	var out []Finding
 	add := func(c, rule, fix, format string, args ...any) {
 		out = append(out, Finding{Container: c, Rule: rule, Message: fmt.Sprintf(format, args...), Fix: fix})
@@ -87,7 +86,7 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 		needsAPI = needsAPI || s.HasDeps()
 		if err := watch.ValidateDeps(pod, c.Name, s.StartDeps, s.StopDeps); err != nil && !cycle {
 			cycle = strings.Contains(err.Error(), "form a cycle")
-			add(c.Name, RuleDeps, "name other containers of this pod, without start cycles", "%v", err)
+			add(c.Name, RuleDeps, "name other containers of this pod, without start cycles", "%s", inject.DepMessage(err))
 		}
 		if d, ok := inject.NativeStopDep(ps, s.StopDeps); ok {
 			add(c.Name, RuleStopDepNative, fmt.Sprintf("remove %q from stopDeps: the kubelet stops native sidecars after the other containers", d),

@@ -71,6 +71,8 @@ func sync(n, old, new *yaml.Node) error {
 				// Unchanged; absent from n when it is a zero value the API writes out (resources: {}).
 			case cur == nil:
 				insertKey(n, k, restyle(nv))
+				// A one-line {name: a, image: b} that grows reads better as a block.
+				n.Style &^= yaml.FlowStyle
 			case ov == nil:
 				replace(cur, restyle(nv))
 			default:

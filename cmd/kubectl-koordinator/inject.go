@@ -1,0 +1,223 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/koordinator-dev/koordinator/internal/inject"
+	"github.com/koordinator-dev/koordinator/internal/manifest"
+)
+
+const injectExample = `  # A Job whose "cloud-sql-proxy" container must be Ready before the others start, and must
+  # stop once they have exited for good:
+  kubectl koordinator inject -f job.yaml --sidecar cloud-sql-proxy | kubectl apply -f -
+
+  # The same choice kept in the manifest: annotate the pod template
+  #   metadata: {annotations: {koordinator.dev/sidecars: cloud-sql-proxy}}
+  # and wire every file of a directory in place:
+  kubectl koordinator inject -f k8s/ --in-place
+
+  # A container without "command" runs its image's ENTRYPOINT; say what it is:
+  kubectl koordinator inject -f job.yaml --sidecar proxy \
+      --entrypoint proxy='["/cloud-sql-proxy"]' --entrypoint main=/app/migrate --cmd main=`
+
+type injectOptions struct {
+	files                   fileFlags
+	sidecars, mains         []string
+	stopDelay, startTimeout string
+	image                   string
+	entrypoints, cmds       []string
+	offline, inPlace        bool
+}
+
+func newInject(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &injectOptions{}
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|DIR|- [flags]",
+		Short: "Wire every pod template of the manifests for koordinator",
+		Long: `Wire every pod template (Pod, Job, CronJob, Deployment, StatefulSet, DaemonSet, ReplicaSet,
+ReplicationController, PodTemplate, and those in Lists) for koordinator: the init container that
+installs the binary, its emptyDir, the downward-API podinfo volume, the mounts, a KOORDINATOR_SPEC
+per coordinated container, and each coordinated container's command run behind
+/koordinator/koordinator. Everything else is left as it was, comments and field order included;
+a file with nothing to change is written back byte for byte.
+
+What to coordinate comes from the pod template's annotations, else from the flags:
+  koordinator.dev/sidecars: "a,b"    sidecars; every other regular container is a main
+  koordinator.dev/mains: "m"         mains; every other regular container is a sidecar
+  koordinator.dev/stop-delay: "1s"   the sidecars' stopDelay
+  koordinator.dev/start-timeout: "5m" the mains' startTimeout
+  spec.koordinator.dev/NAME: '{...}' container NAME's full KOORDINATOR_SPEC, as written
+  koordinator.dev/inject: "false"    leave this template alone
+Mains wait until every sidecar is Ready; sidecars are stopped once every main has exited for
+good. A native sidecar (an init container with restartPolicy: Always) is a start dependency
+only; in a pod whose restartPolicy is Always sidecars get no stop dependencies.
+
+Injecting an injected or hand-wired manifest changes nothing. On any error nothing is written.`,
+		Example: injectExample,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(streams)
+		},
+	}
+	o.files.add(cmd, "the manifests to wire")
+	f := cmd.Flags()
+	f.StringArrayVar(&o.sidecars, "sidecar", nil, "a sidecar container (repeatable); every other regular container is a main")
+	f.StringArrayVar(&o.mains, "main", nil, "a main container (repeatable); every other regular container is a sidecar")
+	f.StringVar(&o.stopDelay, "stop-delay", "", `the sidecars' stopDelay, like "1s"`)
+	f.StringVar(&o.startTimeout, "start-timeout", "", `the mains' startTimeout, like "5m"`)
+	f.StringVar(&o.image, "image", defaultImage(), "the koordinator image of the init container")
+	f.StringArrayVar(&o.entrypoints, "entrypoint", nil, `NAME=WORDS: the ENTRYPOINT of container NAME's image, as a JSON list or space-separated words ("" for none); needed when NAME has no command (repeatable)`)
+	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image; needed as well when NAME has neither command nor args (repeatable)`)
+	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in a registry")
+	f.BoolVarP(&o.inPlace, "in-place", "i", false, "write each changed file back instead of printing the result")
+	return cmd
+}
+
+func (o *injectOptions) run(streams genericiooptions.IOStreams) error {
+	entrypoints, err := wordsByName("--entrypoint", o.entrypoints)
+	if err != nil {
+		return err
+	}
+	cmds, err := wordsByName("--cmd", o.cmds)
+	if err != nil {
+		return err
+	}
+	for _, name := range o.files.files {
+		if name == "-" && o.inPlace {
+			return errors.New("--in-place cannot write back to stdin (-f -)")
+		}
+	}
+	ins, err := o.files.read(streams.In)
+	if err != nil {
+		return err
+	}
+	opts := inject.Options{
+		Sidecars: o.sidecars, Mains: o.mains, StopDelay: o.stopDelay, StartTimeout: o.startTimeout, Image: o.image,
+		ImageConfigs: func(c *corev1.Container) (inject.ImageConfig, bool) {
+			ep, ok := entrypoints[c.Name]
+			if !ok {
+				return inject.ImageConfig{}, false
+			}
+			cmd, ok := cmds[c.Name]
+			if !ok && len(c.Args) == 0 {
+				return inject.ImageConfig{}, false // CMD is needed and unknown: never guess it
+			}
+			return inject.ImageConfig{Entrypoint: ep, Cmd: cmd}, true
+		},
+	}
+
+	type change struct {
+		t *manifest.Template
+		v corev1.PodTemplateSpec
+	}
+	var changes []change
+	var problems []string
+	for _, in := range ins {
+		for _, d := range in.docs {
+			ts, err := d.Templates()
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: document %d: %v", in.name, d.Index, err))
+				continue
+			}
+			for _, t := range ts {
+				where := fmt.Sprintf("%s: %s", in.name, t.Where)
+				res, err := inject.Template(t.Value, opts)
+				for _, n := range res.Notes {
+					fmt.Fprintf(streams.ErrOut, "%s: %s\n", where, n)
+				}
+				var need *inject.NeedImageConfigError
+				switch {
+				case errors.As(err, &need):
+					problems = append(problems, fmt.Sprintf("%s: %s", where, needMessage(need, o.offline)))
+				case err != nil:
+					problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+				case res.Skipped != "":
+					fmt.Fprintf(streams.ErrOut, "%s: left as it is: %s\n", where, res.Skipped)
+				case res.Changed:
+					changes = append(changes, change{t, res.Template})
+				}
+			}
+		}
+	}
+	if len(problems) > 0 {
+		for _, p := range problems[:len(problems)-1] {
+			fmt.Fprintln(streams.ErrOut, "error:", p)
+		}
+		return errors.New(problems[len(problems)-1])
+	}
+	for _, c := range changes {
+		if err := c.t.Set(c.v); err != nil {
+			return err
+		}
+	}
+	outputs := make([][]byte, len(ins))
+	for i, in := range ins {
+		if outputs[i], err = manifest.Format(in.docs); err != nil {
+			return fmt.Errorf("%s: %w", in.name, err)
+		}
+	}
+	if o.inPlace {
+		for i, in := range ins {
+			if !manifest.Changed(in.docs) {
+				continue
+			}
+			if err := writeInPlace(in.name, outputs[i], in.mode); err != nil {
+				return err
+			}
+			fmt.Fprintf(streams.ErrOut, "%s: wired\n", in.name)
+		}
+		return nil
+	}
+	for i, out := range outputs {
+		if i > 0 {
+			if prev := outputs[i-1]; len(prev) > 0 && prev[len(prev)-1] != '\n' {
+				fmt.Fprintln(streams.Out)
+			}
+			fmt.Fprintln(streams.Out, "---")
+		}
+		if _, err := streams.Out.Write(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// needMessage says which containers need their image's ENTRYPOINT/CMD and how to give them.
+func needMessage(e *inject.NeedImageConfigError, offline bool) string {
+	why := "looking images up in a registry is not implemented yet"
+	if offline {
+		why = "--offline refuses to look images up"
+	}
+	return fmt.Sprintf("container(s) %s have no command, so their image's ENTRYPOINT (and CMD, without args) are needed and %s: give --entrypoint NAME=... (and --cmd NAME=...), or set command in the manifest",
+		strings.Join(e.Containers, ", "), why)
+}
+
+// wordsByName reads NAME=WORDS flags; WORDS is a JSON list of strings or space-separated words.
+func wordsByName(flag string, values []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, v := range values {
+		name, words, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%s %q: write NAME=WORDS, like %s main='[\"/app\", \"--serve\"]'", flag, v, flag)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%s names container %q twice", flag, name)
+		}
+		list := strings.Fields(words)
+		if t := strings.TrimSpace(words); strings.HasPrefix(t, "[") {
+			list = nil
+			if err := json.Unmarshal([]byte(t), &list); err != nil {
+				return nil, fmt.Errorf("%s %s: %q is not a JSON list of strings: %w", flag, name, t, err)
+			}
+		}
+		out[name] = list
+	}
+	return out, nil
+}
