@@ -47,6 +47,7 @@ var injectCases = []struct {
 }{
 	{"job.yaml", []string{"--sidecar", "proxy", "--stop-delay", "1s"}},
 	{"cronjob.yaml", []string{"--sidecar", "ignored-for-annotated-templates"}},
+	{"cronjob-example.yaml", nil},
 	{"deployment.yaml", nil},
 	{"statefulset.yaml", []string{"--sidecar", "mesh", "--image", "registry.example.com/koordinator:v1.2.3"}},
 	{"daemonset.yaml", nil},
