@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/koordinator-dev/koordinator/internal/imageconfig"
 	"github.com/koordinator-dev/koordinator/internal/inject"
 	"github.com/koordinator-dev/koordinator/internal/manifest"
 )
@@ -23,7 +29,7 @@ const injectExample = `  # A Job whose "cloud-sql-proxy" container must be Ready
   # and wire every file of a directory in place:
   kubectl koordinator inject -f k8s/ --in-place
 
-  # A container without "command" runs its image's ENTRYPOINT; say what it is:
+  # A container without "command" runs its image's ENTRYPOINT, read from its registry; or say it:
   kubectl koordinator inject -f job.yaml --sidecar proxy \
       --entrypoint proxy='["/cloud-sql-proxy"]' --entrypoint main=/app/migrate --cmd main=`
 
@@ -34,6 +40,7 @@ type injectOptions struct {
 	image                   string
 	entrypoints, cmds       []string
 	offline, inPlace        bool
+	registry                imageconfig.Registry
 }
 
 func newInject(streams genericiooptions.IOStreams) *cobra.Command {
@@ -49,21 +56,24 @@ per coordinated container, and each coordinated container's command run behind
 a file with nothing to change is written back byte for byte.
 
 What to coordinate comes from the pod template's annotations, else from the flags:
-  koordinator.dev/sidecars: "a,b"    sidecars; every other regular container is a main
-  koordinator.dev/mains: "m"         mains; every other regular container is a sidecar
-  koordinator.dev/stop-delay: "1s"   the sidecars' stopDelay
-  koordinator.dev/start-timeout: "5m" the mains' startTimeout
-  spec.koordinator.dev/NAME: '{...}' container NAME's full KOORDINATOR_SPEC, as written
-  koordinator.dev/inject: "false"    leave this template alone
+  koordinator.dev/sidecars: "a,b"      sidecars; every other regular container is a main
+  koordinator.dev/mains: "m"           mains; every other regular container is a sidecar
+  koordinator.dev/stop-delay: "1s"     the sidecars' stopDelay
+  koordinator.dev/start-timeout: "5m"  the mains' startTimeout
+  spec.koordinator.dev/NAME: '{...}'   container NAME's full KOORDINATOR_SPEC, as written
+  koordinator.dev/inject: "false"      leave this template alone
 Mains wait until every sidecar is Ready; sidecars are stopped once every main has exited for
 good. A native sidecar (an init container with restartPolicy: Always) is a start dependency
 only; in a pod whose restartPolicy is Always sidecars get no stop dependencies.
+
+A container without command runs its image's ENTRYPOINT and CMD: inject reads them from the
+registry with the docker config's credentials (--offline: never), or takes --entrypoint/--cmd.
 
 Injecting an injected or hand-wired manifest changes nothing. On any error nothing is written.`,
 		Example: injectExample,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(streams)
+			return o.run(cmd.Context(), streams)
 		},
 	}
 	o.files.add(cmd, "the manifests to wire")
@@ -73,14 +83,20 @@ Injecting an injected or hand-wired manifest changes nothing. On any error nothi
 	f.StringVar(&o.stopDelay, "stop-delay", "", `the sidecars' stopDelay, like "1s"`)
 	f.StringVar(&o.startTimeout, "start-timeout", "", `the mains' startTimeout, like "5m"`)
 	f.StringVar(&o.image, "image", defaultImage(), "the koordinator image of the init container")
-	f.StringArrayVar(&o.entrypoints, "entrypoint", nil, `NAME=WORDS: the ENTRYPOINT of container NAME's image, as a JSON list or space-separated words ("" for none); needed when NAME has no command (repeatable)`)
-	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image; needed as well when NAME has neither command nor args (repeatable)`)
-	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in a registry")
+	f.StringArrayVar(&o.entrypoints, "entrypoint", nil, `NAME=WORDS: the ENTRYPOINT of container NAME's image, as a JSON list or space-separated words ("" for none), instead of reading it from the registry (repeatable)`)
+	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image, needed with --entrypoint when NAME has no args (repeatable)`)
+	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in its registry (by default they are, for containers without command, with the docker config's credentials)")
 	f.BoolVarP(&o.inPlace, "in-place", "i", false, "write each changed file back instead of printing the result")
 	return cmd
 }
 
-func (o *injectOptions) run(streams genericiooptions.IOStreams) error {
+// registryOptions are added to every registry request; tests keep them off the network.
+var registryOptions []remote.Option
+
+// lookupTimeout bounds the registry lookups of one run.
+const lookupTimeout = 2 * time.Minute
+
+func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStreams) error {
 	entrypoints, err := wordsByName("--entrypoint", o.entrypoints)
 	if err != nil {
 		return err
@@ -98,12 +114,14 @@ func (o *injectOptions) run(streams genericiooptions.IOStreams) error {
 	if err != nil {
 		return err
 	}
+	looked := map[string]inject.ImageConfig{} // by image reference, from the registry
 	opts := inject.Options{
 		Sidecars: o.sidecars, Mains: o.mains, StopDelay: o.stopDelay, StartTimeout: o.startTimeout, Image: o.image,
 		ImageConfigs: func(c *corev1.Container) (inject.ImageConfig, bool) {
 			ep, ok := entrypoints[c.Name]
 			if !ok {
-				return inject.ImageConfig{}, false
+				cfg, ok := looked[c.Image]
+				return cfg, ok
 			}
 			cmd, ok := cmds[c.Name]
 			if !ok && len(c.Args) == 0 {
@@ -113,45 +131,34 @@ func (o *injectOptions) run(streams genericiooptions.IOStreams) error {
 		},
 	}
 
-	type change struct {
-		t *manifest.Template
-		v corev1.PodTemplateSpec
-	}
-	var changes []change
-	var problems []string
-	for _, in := range ins {
-		for _, d := range in.docs {
-			ts, err := d.Templates()
+	o.registry.Options = registryOptions
+	pass := injectAll(ins, opts, o.offline)
+	if len(pass.lookups) > 0 && !o.offline {
+		// Read what the images run from their registries, then wire again with it.
+		ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		var failed []string
+		for _, image := range slices.Sorted(maps.Keys(pass.lookups)) {
+			cfg, err := o.registry.Lookup(ctx, image)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: document %d: %v", in.name, d.Index, err))
+				failed = append(failed, fmt.Sprintf("%s (for %s): %v", image, strings.Join(pass.lookups[image], ", "), err))
 				continue
 			}
-			for _, t := range ts {
-				where := fmt.Sprintf("%s: %s", in.name, t.Where)
-				res, err := inject.Template(t.Value, opts)
-				for _, n := range res.Notes {
-					fmt.Fprintf(streams.ErrOut, "%s: %s\n", where, n)
-				}
-				var need *inject.NeedImageConfigError
-				switch {
-				case errors.As(err, &need):
-					problems = append(problems, fmt.Sprintf("%s: %s", where, needMessage(need, o.offline)))
-				case err != nil:
-					problems = append(problems, fmt.Sprintf("%s: %v", where, err))
-				case res.Skipped != "":
-					fmt.Fprintf(streams.ErrOut, "%s: left as it is: %s\n", where, res.Skipped)
-				case res.Changed:
-					changes = append(changes, change{t, res.Template})
-				}
-			}
+			looked[image] = cfg
 		}
+		pass = injectAll(ins, opts, o.offline)
+		pass.problems = append(pass.problems, failed...)
 	}
-	if len(problems) > 0 {
-		for _, p := range problems[:len(problems)-1] {
+	for _, n := range pass.notes {
+		fmt.Fprintln(streams.ErrOut, n)
+	}
+	if len(pass.problems) > 0 {
+		for _, p := range pass.problems[:len(pass.problems)-1] {
 			fmt.Fprintln(streams.ErrOut, "error:", p)
 		}
-		return errors.New(problems[len(problems)-1])
+		return errors.New(pass.problems[len(pass.problems)-1])
 	}
+	changes := pass.changes
 	for _, c := range changes {
 		if err := c.t.Set(c.v); err != nil {
 			return err
@@ -189,9 +196,67 @@ func (o *injectOptions) run(streams genericiooptions.IOStreams) error {
 	return nil
 }
 
+type change struct {
+	t *manifest.Template
+	v corev1.PodTemplateSpec
+}
+
+// injection is one pass of inject over every template of every input.
+type injection struct {
+	changes  []change
+	notes    []string            // for stderr, with where they come from
+	problems []string            // errors, one line each
+	lookups  map[string][]string // image -> the containers ("file: object: container") whose command needs it
+}
+
+func injectAll(ins []*input, opts inject.Options, offline bool) injection {
+	pass := injection{lookups: map[string][]string{}}
+	for _, in := range ins {
+		for _, d := range in.docs {
+			ts, err := d.Templates()
+			if err != nil {
+				pass.problems = append(pass.problems, fmt.Sprintf("%s: document %d: %v", in.name, d.Index, err))
+				continue
+			}
+			for _, t := range ts {
+				where := fmt.Sprintf("%s: %s", in.name, t.Where)
+				res, err := inject.Template(t.Value, opts)
+				for _, n := range res.Notes {
+					pass.notes = append(pass.notes, fmt.Sprintf("%s: %s", where, n))
+				}
+				var need *inject.NeedImageConfigError
+				switch {
+				case errors.As(err, &need):
+					for _, c := range need.Containers {
+						image := imageOf(t.Value.Spec, c)
+						pass.lookups[image] = append(pass.lookups[image], where+": "+c)
+					}
+					pass.problems = append(pass.problems, fmt.Sprintf("%s: %s", where, needMessage(need, offline)))
+				case err != nil:
+					pass.problems = append(pass.problems, fmt.Sprintf("%s: %v", where, err))
+				case res.Skipped != "":
+					pass.notes = append(pass.notes, fmt.Sprintf("%s: left as it is: %s", where, res.Skipped))
+				case res.Changed:
+					pass.changes = append(pass.changes, change{t, res.Template})
+				}
+			}
+		}
+	}
+	return pass
+}
+
+func imageOf(ps corev1.PodSpec, container string) string {
+	for _, c := range append(slices.Clone(ps.InitContainers), ps.Containers...) {
+		if c.Name == container {
+			return c.Image
+		}
+	}
+	return ""
+}
+
 // needMessage says which containers need their image's ENTRYPOINT/CMD and how to give them.
 func needMessage(e *inject.NeedImageConfigError, offline bool) string {
-	why := "looking images up in a registry is not implemented yet"
+	why := "their registry did not tell (below)"
 	if offline {
 		why = "--offline refuses to look images up"
 	}

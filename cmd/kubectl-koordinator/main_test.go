@@ -129,7 +129,7 @@ func TestInjectInPlace(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("kind: Pod\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: proxy, image: i}\n  - {name: main, image: i, command: [/m]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := call(t, "", "inject", "-f", dir, "--sidecar", "proxy", "--stop-delay", "1s", "--in-place")
+	code, _, errOut := call(t, "", "inject", "-f", dir, "--sidecar", "proxy", "--stop-delay", "1s", "--in-place", "--offline")
 	if code != exitUsage || !strings.Contains(errOut, "bad.yml: Pod/: container(s) proxy have no command") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("exit %d, stderr %s", code, errOut)
 	}

@@ -1,0 +1,165 @@
+package imageconfig
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+const user, password = "koordinator", "s3cret"
+
+// serve starts an in-process registry that wants basic auth, and returns its host.
+func serve(t *testing.T) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+var push = remote.WithAuth(&authn.Basic{Username: user, Password: password})
+
+func image(t *testing.T, entrypoint, cmd []string) v1.Image {
+	t.Helper()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Entrypoint, cf.Config.Cmd = entrypoint, cmd
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func pushImage(t *testing.T, ref string, img v1.Image) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img, push); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pushIndex(t *testing.T, ref string, imgs map[string]v1.Image) {
+	t.Helper()
+	var idx v1.ImageIndex = empty.Index
+	idx = mutate.IndexMediaType(idx, types.OCIImageIndex)
+	keys := make([]string, 0, len(imgs))
+	for k := range imgs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, p := range keys {
+		platform, err := v1.ParsePlatform(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: imgs[p], Descriptor: v1.Descriptor{Platform: platform}})
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx, push); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dockerConfig writes a docker config holding the registry's credentials and points
+// DOCKER_CONFIG at it, as a user's docker login would.
+func dockerConfig(t *testing.T, host string) {
+	t.Helper()
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, auth)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+}
+
+func TestLookup(t *testing.T) {
+	host := serve(t)
+	dockerConfig(t, host)
+	pushImage(t, host+"/single:1", image(t, []string{"/entry", "-x"}, []string{"serve"}))
+	pushImage(t, host+"/cmd-only:1", image(t, nil, []string{"sh"}))
+	same := func() v1.Image { return image(t, []string{"/app"}, nil) }
+	pushIndex(t, host+"/multi:1", map[string]v1.Image{"linux/amd64": same(), "linux/arm64": same(), "unknown/unknown": image(t, nil, nil)})
+	pushIndex(t, host+"/disagree:1", map[string]v1.Image{"linux/amd64": image(t, []string{"/app"}, nil), "linux/arm64": image(t, []string{"/app-arm"}, nil)})
+
+	tests := []struct {
+		image           string
+		entrypoint, cmd []string
+		err             string
+	}{
+		{image: host + "/single:1", entrypoint: []string{"/entry", "-x"}, cmd: []string{"serve"}},
+		{image: host + "/cmd-only:1", cmd: []string{"sh"}},
+		{image: host + "/multi:1", entrypoint: []string{"/app"}},
+		{image: host + "/disagree:1", err: `run different commands (linux/amd64 runs ENTRYPOINT ["/app"] CMD []; linux/arm64 runs ENTRYPOINT ["/app-arm"] CMD [])`},
+		{image: host + "/missing:1", err: "reading image " + host + "/missing:1: "},
+		{image: "Not A Reference", err: `image "Not A Reference": `},
+	}
+	var r Registry
+	for _, tt := range tests {
+		t.Run(tt.image, func(t *testing.T) {
+			cfg, err := r.Lookup(context.Background(), tt.image)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.Entrypoint, tt.entrypoint) || !slices.Equal(cfg.Cmd, tt.cmd) {
+				t.Errorf("got %q %q, want %q %q", cfg.Entrypoint, cfg.Cmd, tt.entrypoint, tt.cmd)
+			}
+		})
+	}
+}
+
+func TestLookupWithoutCredentials(t *testing.T) {
+	host := serve(t)
+	pushImage(t, host+"/single:1", image(t, []string{"/entry"}, nil))
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no config.json: anonymous
+	var r Registry
+	_, err := r.Lookup(context.Background(), host+"/single:1")
+	if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") && !strings.Contains(err.Error(), "401") {
+		t.Fatalf("error %v, want one saying the registry refused", err)
+	}
+}
