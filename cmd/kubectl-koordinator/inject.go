@@ -39,7 +39,7 @@ type injectOptions struct {
 	stopDelay, startTimeout string
 	image                   string
 	entrypoints, cmds       []string
-	offline, inPlace        bool
+	offline, inPlace, rbac  bool
 	registry                imageconfig.Registry
 }
 
@@ -87,6 +87,7 @@ Injecting an injected or hand-wired manifest changes nothing. On any error nothi
 	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image, needed with --entrypoint when NAME has no args (repeatable)`)
 	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in its registry (by default they are, for containers without command, with the docker config's credentials)")
 	f.BoolVarP(&o.inPlace, "in-place", "i", false, "write each changed file back instead of printing the result")
+	f.BoolVar(&o.rbac, "rbac", false, "print the ServiceAccount, Role (pods: list, watch) and RoleBinding koordinator needs first (those of deploy/rbac.yaml), and set serviceAccountName: "+rbacServiceAccount+" in wired pods that name none")
 	return cmd
 }
 
@@ -110,6 +111,9 @@ func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStre
 			return errors.New("--in-place cannot write back to stdin (-f -)")
 		}
 	}
+	if o.rbac && o.inPlace {
+		return errors.New("--rbac adds objects, which --in-place has no file for: apply deploy/rbac.yaml's objects yourself, or run without --in-place")
+	}
 	ins, err := o.files.read(streams.In)
 	if err != nil {
 		return err
@@ -117,6 +121,7 @@ func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStre
 	looked := map[string]inject.ImageConfig{} // by image reference, from the registry
 	opts := inject.Options{
 		Sidecars: o.sidecars, Mains: o.mains, StopDelay: o.stopDelay, StartTimeout: o.startTimeout, Image: o.image,
+		ServiceAccount: map[bool]string{true: rbacServiceAccount}[o.rbac],
 		ImageConfigs: func(c *corev1.Container) (inject.ImageConfig, bool) {
 			ep, ok := entrypoints[c.Name]
 			if !ok {
@@ -181,6 +186,9 @@ func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStre
 			fmt.Fprintf(streams.ErrOut, "%s: wired\n", in.name)
 		}
 		return nil
+	}
+	if o.rbac {
+		outputs = append([][]byte{[]byte(rbacObjects)}, outputs...)
 	}
 	for i, out := range outputs {
 		if i > 0 {
@@ -286,3 +294,35 @@ func wordsByName(flag string, values []string) (map[string][]string, error) {
 	}
 	return out, nil
 }
+
+// rbacServiceAccount and rbacObjects are deploy/rbac.yaml's (a test keeps them equal): what
+// koordinator needs, listing and watching its own pod, nothing else.
+const (
+	rbacServiceAccount = "koordinator"
+	rbacObjects        = `apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: koordinator
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: koordinator
+rules:
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: koordinator
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: koordinator
+subjects:
+  - kind: ServiceAccount
+    name: koordinator
+`
+)

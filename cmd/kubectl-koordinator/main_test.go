@@ -242,3 +242,22 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+func TestInjectRBAC(t *testing.T) {
+	rbac := mustRead(t, "../../deploy/rbac.yaml")
+	for strings.HasPrefix(rbac, "#") { // the file's header comment
+		rbac = rbac[strings.IndexByte(rbac, '\n')+1:]
+	}
+	if rbac != rbacObjects {
+		t.Errorf("rbacObjects differs from deploy/rbac.yaml:\n%s", rbacObjects)
+	}
+	plain := strings.Replace(mustRead(t, "testdata/inject/job.yaml"), "      serviceAccountName: koordinator\n", "", 1)
+	code, out, errOut := call(t, plain, "inject", "-f", "-", "--sidecar", "proxy", "--stop-delay", "1s", "--rbac")
+	golden := mustRead(t, "testdata/inject/job.yaml.golden")
+	if code != 0 || out != rbacObjects+"---\n"+golden {
+		t.Errorf("exit %d (%s), output:\n%s", code, errOut, out)
+	}
+	if code, _, errOut := call(t, plain, "inject", "-f", "testdata/inject/job.yaml", "--rbac", "-i"); code != exitUsage || !strings.Contains(errOut, "--rbac adds objects") {
+		t.Errorf("--rbac --in-place: exit %d, %s", code, errOut)
+	}
+}

@@ -23,6 +23,9 @@ type Options struct {
 	StopDelay    string   // --stop-delay, a spec duration ("1s"); "" leaves it out
 	StartTimeout string   // --start-timeout; "" leaves it out
 	Image        string   // the installer's image; DefaultImage when ""
+	// ServiceAccount, when set, becomes the serviceAccountName of a wired pod that names none
+	// (koordinator watches its pod through the API: the default ServiceAccount may not).
+	ServiceAccount string
 	// ImageConfigs tells what the image of a container without command runs; nil knows nothing.
 	ImageConfigs ImageConfigs
 }
@@ -118,6 +121,18 @@ func Template(in corev1.PodTemplateSpec, opts Options) (Result, error) {
 	}
 	if err := checkDeps(&tmpl); err != nil {
 		return res, err
+	}
+	if sa := opts.ServiceAccount; sa != "" {
+		switch ps := &tmpl.Spec; {
+		case ps.ServiceAccountName == "" && ps.DeprecatedServiceAccount == "":
+			ps.ServiceAccountName = sa
+		case ps.ServiceAccountName != sa && ps.DeprecatedServiceAccount != sa:
+			name := ps.ServiceAccountName
+			if name == "" {
+				name = ps.DeprecatedServiceAccount
+			}
+			res.Notes = append(res.Notes, fmt.Sprintf("runs as ServiceAccount %s, not %s: that one needs a Role with pods: list, watch", name, sa))
+		}
 	}
 	res.Template = tmpl
 	res.Changed = !reflect.DeepEqual(in, tmpl)

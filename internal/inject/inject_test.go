@@ -286,3 +286,22 @@ func TestMergeKeepsOtherKeys(t *testing.T) {
 		t.Errorf("rewritten: %s", got)
 	}
 }
+
+func TestServiceAccount(t *testing.T) {
+	in := tmpl(map[string]string{AnnotationSidecars: "proxy"}, corev1.RestartPolicyNever, nil,
+		ctr("proxy", []string{"/proxy"}, nil), ctr("main", []string{"/app"}, nil))
+	res, err := Template(in, Options{ServiceAccount: "koordinator"})
+	if err != nil || res.Template.Spec.ServiceAccountName != "koordinator" {
+		t.Fatalf("serviceAccountName %q, err %v", res.Template.Spec.ServiceAccountName, err)
+	}
+	in.Spec.ServiceAccountName = "app"
+	res, err = Template(in, Options{ServiceAccount: "koordinator"})
+	if err != nil || res.Template.Spec.ServiceAccountName != "app" || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "runs as ServiceAccount app, not koordinator") {
+		t.Fatalf("serviceAccountName %q, notes %q, err %v", res.Template.Spec.ServiceAccountName, res.Notes, err)
+	}
+	// Nothing to coordinate: nothing set.
+	in.Annotations = nil
+	if res, _ = Template(in, Options{ServiceAccount: "koordinator"}); res.Changed {
+		t.Error("a template with nothing to coordinate was changed")
+	}
+}

@@ -148,20 +148,19 @@ var (
 		"args":    {"command", "image", "name"},
 		"env":     {"envFrom", "ports", "workingDir", "args", "command", "image", "name"},
 	}
-	placeBefore = map[string]string{"initContainers": "containers"}
+	placeBefore = map[string][]string{
+		"initContainers":     {"containers"},
+		"serviceAccountName": {"restartPolicy", "terminationGracePeriodSeconds", "initContainers", "containers"},
+	}
 )
 
 func insertKey(m *yaml.Node, key string, v *yaml.Node) {
 	k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}
 	at := len(m.Content)
-	if b, ok := placeBefore[key]; ok {
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			if m.Content[i].Value == b {
-				at = i
-				// The comment above the key it goes before stays above that key's new neighbour.
-				k.HeadComment, m.Content[i].HeadComment = m.Content[i].HeadComment, ""
-				break
-			}
+	for _, b := range placeBefore[key] {
+		if i := keyIndex(m, b); i >= 0 {
+			at = i
+			break
 		}
 	}
 	for _, a := range placeAfter[key] {
