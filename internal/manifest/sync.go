@@ -189,14 +189,18 @@ func restyle(n *yaml.Node) *yaml.Node {
 	c.Style = 0
 	c.Line, c.Column = 0, 0
 	c.Content = nil
-	for i, ch := range n.Content {
-		if n.Kind == yaml.MappingNode && i%2 == 0 && ch.Value == "resources" && len(n.Content[i+1].Content) == 0 {
-			continue // the zero value the API types write out: nobody writes it by hand
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "resources" && v.Kind == yaml.MappingNode && len(v.Content) == 0 {
+				continue // the zero value the API types write out: nobody writes it by hand
+			}
+			c.Content = append(c.Content, restyle(k), restyle(v))
 		}
-		if n.Kind == yaml.MappingNode && i%2 == 1 && ch.Kind == yaml.MappingNode && n.Content[i-1].Value == "resources" && len(ch.Content) == 0 {
-			continue
+	} else {
+		for _, ch := range n.Content {
+			c.Content = append(c.Content, restyle(ch))
 		}
-		c.Content = append(c.Content, restyle(ch))
 	}
 	switch c.Kind {
 	case yaml.SequenceNode:
