@@ -31,14 +31,6 @@ type plan struct {
 	notes []string
 }
 
-// source names where a value came from, for messages.
-func source(fromAnnotation bool, annotation, flag string) string {
-	if fromAnnotation {
-		return "annotation " + annotation
-	}
-	return flag
-}
-
 // makePlan decides which containers get which spec, from the annotations, else the options.
 func makePlan(ps *corev1.PodSpec, ann map[string]string, opts Options) (plan, error) {
 	p := plan{wants: map[string]want{}}
