@@ -17,6 +17,7 @@ import (
 
 	"github.com/koordinator-dev/koordinator/internal/imageconfig"
 	"github.com/koordinator-dev/koordinator/internal/inject"
+	"github.com/koordinator-dev/koordinator/internal/lint"
 	"github.com/koordinator-dev/koordinator/internal/manifest"
 )
 
@@ -246,6 +247,15 @@ func injectAll(ins []*input, opts inject.Options, offline bool) injection {
 					pass.notes = append(pass.notes, fmt.Sprintf("%s: left as it is: %s", where, res.Skipped))
 				case res.Changed:
 					pass.changes = append(pass.changes, change{t, res.Template})
+					// What inject cannot fix on its own (no ServiceAccount, a spec annotation
+					// that would hang): lint's findings on the result, as warnings.
+					for _, f := range lint.Template(res.Template) {
+						container := ""
+						if f.Container != "" {
+							container = "container " + f.Container + ": "
+						}
+						pass.notes = append(pass.notes, fmt.Sprintf("%s: warning: %s%s; fix: %s [%s]", where, container, f.Message, f.Fix, f.Rule))
+					}
 				}
 			}
 		}

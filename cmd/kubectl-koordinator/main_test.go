@@ -192,7 +192,7 @@ func TestLint(t *testing.T) {
 		Replace(mustRead(t, "../../deploy/job-example.yaml"))
 	code, out, _ := call(t, broken, "lint", "-f", "-")
 	want := `-: Job/koordinator-example: container main: start dependency "prox" is not a container of the pod (containers: koordinator, proxy, main); fix: name other containers of this pod, without start cycles [deps]
--: Job/koordinator-example: runs as the namespace's default ServiceAccount, but koordinator watches its pod through the API (pods: list, watch); fix: set serviceAccountName to one allowed to list and watch pods (deploy/rbac.yaml: koordinator) [no-service-account]
+-: Job/koordinator-example: runs as the namespace's default ServiceAccount, but koordinator watches its pod through the API (pods: list, watch); fix: set serviceAccountName to one allowed to list and watch pods (deploy/rbac.yaml: koordinator; inject --rbac does both) [no-service-account]
 `
 	if code != exitFindings || out != want {
 		t.Errorf("exit %d, output:\n%s\nwant:\n%s", code, out, want)
@@ -259,5 +259,14 @@ func TestInjectRBAC(t *testing.T) {
 	}
 	if code, _, errOut := call(t, plain, "inject", "-f", "testdata/inject/job.yaml", "--rbac", "-i"); code != exitUsage || !strings.Contains(errOut, "--rbac adds objects") {
 		t.Errorf("--rbac --in-place: exit %d, %s", code, errOut)
+	}
+}
+
+// inject warns, with lint's findings, about what it cannot fix on its own.
+func TestInjectWarns(t *testing.T) {
+	plain := strings.Replace(mustRead(t, "testdata/inject/job.yaml"), "      serviceAccountName: koordinator\n", "", 1)
+	code, out, errOut := call(t, plain, "inject", "-f", "-", "--sidecar", "proxy")
+	if code != 0 || out == "" || !strings.Contains(errOut, "-: Job/koordinator-example: warning: runs as the namespace's default ServiceAccount") {
+		t.Errorf("exit %d, stderr %s", code, errOut)
 	}
 }

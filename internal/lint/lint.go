@@ -24,6 +24,7 @@ const (
 	RuleTypo               = "typo"                    // KOOORDINATOR_SPEC (three O's)
 	RuleDeps               = "deps"                    // a dependency names no container, this container, or closes a start cycle
 	RuleStopDepNative      = "stop-dep-native-sidecar" // a stop dependency that never holds
+	RuleStartOrder         = "start-order"             // an init container waits for a container the kubelet starts after it
 	RuleNotWrapped         = "not-wrapped"             // a spec, but the command does not run behind koordinator
 	RuleNoMount            = "no-mount"                // runs koordinator without mounting its volume
 	RuleNoInstaller        = "no-installer"            // no init container installs the binary into that volume
@@ -72,8 +73,17 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 		if !inject.IsWired(c) {
 			add(c.Name, RuleNotWrapped, fmt.Sprintf("run it as command: [%s, ...] (kubectl koordinator inject does it)", inject.BinaryPath),
 				"has %s but its command %s does not run behind koordinator, so nothing reads the spec", spec.EnvVar, describeCommand(c))
-		} else if v := binaryVolume(c, add); v != "" && !installed(ps, v) && !slices.Contains(uninstalled, v) {
-			uninstalled = append(uninstalled, v)
+		} else if v := binaryVolume(c, add); v != "" {
+			at := installedAt(ps, v)
+			switch {
+			case at < 0:
+				if !slices.Contains(uninstalled, v) {
+					uninstalled = append(uninstalled, v)
+				}
+			case isInit(ps, c) && initIndex(ps, c.Name) < at:
+				add(c.Name, RuleNoInstaller, fmt.Sprintf("move init container %s before it", ps.InitContainers[at].Name),
+					"is an init container that runs koordinator before init container %s installs it", ps.InitContainers[at].Name)
+			}
 		}
 		if entry == nil || entry.ValueFrom != nil {
 			continue // no spec (runs like a plain PID 1), or one that only the cluster can show
@@ -87,6 +97,10 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 		if err := watch.ValidateDeps(pod, c.Name, s.StartDeps, s.StopDeps); err != nil && !cycle {
 			cycle = strings.Contains(err.Error(), "form a cycle")
 			add(c.Name, RuleDeps, "name other containers of this pod, without start cycles", "%s", inject.DepMessage(err))
+		}
+		if d, ok := startsLater(ps, c, s.StartDeps); ok {
+			add(c.Name, RuleStartOrder, fmt.Sprintf("remove %q from startDeps: the kubelet runs init containers one by one, to completion, before what follows them", d),
+				"is an init container waiting for %q, which the kubelet starts only after this one has completed", d)
 		}
 		if d, ok := inject.NativeStopDep(ps, s.StopDeps); ok {
 			add(c.Name, RuleStopDepNative, fmt.Sprintf("remove %q from stopDeps: the kubelet stops native sidecars after the other containers", d),
@@ -125,7 +139,7 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			add("", RuleNoServiceAccount, "set automountServiceAccountToken: true (or remove it)",
 				"automountServiceAccountToken is false, but koordinator watches its pod through the API")
 		case sa == "":
-			add("", RuleNoServiceAccount, "set serviceAccountName to one allowed to list and watch pods (deploy/rbac.yaml: koordinator)",
+			add("", RuleNoServiceAccount, "set serviceAccountName to one allowed to list and watch pods (deploy/rbac.yaml: koordinator; inject --rbac does both)",
 				"runs as the namespace's default ServiceAccount, but koordinator watches its pod through the API (pods: list, watch)")
 		}
 	}
@@ -146,15 +160,37 @@ func binaryVolume(c *corev1.Container, add func(c, rule, fix, format string, arg
 	return ""
 }
 
-// installed reports whether an init container installs koordinator into the volume.
-func installed(ps *corev1.PodSpec, volume string) bool {
+// installedAt returns the index of the first init container that installs koordinator into
+// the volume, or -1.
+func installedAt(ps *corev1.PodSpec, volume string) int {
 	for i := range ps.InitContainers {
 		ic := &ps.InitContainers[i]
-		if inject.IsInstaller(ic) && slices.ContainsFunc(ic.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume }) {
-			return true
+		if inject.IsInstaller(ic) && !inject.IsWired(ic) && slices.ContainsFunc(ic.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume }) {
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+func initIndex(ps *corev1.PodSpec, name string) int {
+	return slices.IndexFunc(ps.InitContainers, func(c corev1.Container) bool { return c.Name == name })
+}
+
+func isInit(ps *corev1.PodSpec, c *corev1.Container) bool { return initIndex(ps, c.Name) >= 0 }
+
+// startsLater returns a start dependency of a plain init container that the kubelet starts only
+// after that init container has completed: a regular container, or a later init container.
+func startsLater(ps *corev1.PodSpec, c *corev1.Container, startDeps []string) (string, bool) {
+	at := initIndex(ps, c.Name)
+	if at < 0 || inject.IsNativeSidecar(c) {
+		return "", false
+	}
+	for _, d := range startDeps {
+		if i := initIndex(ps, d); i > at || i < 0 && slices.ContainsFunc(ps.Containers, func(r corev1.Container) bool { return r.Name == d }) {
+			return d, true
+		}
+	}
+	return "", false
 }
 
 func restartsAlways(ps *corev1.PodSpec) bool {

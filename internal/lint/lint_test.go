@@ -75,6 +75,17 @@ func TestRules(t *testing.T) {
 		{RuleNoInstaller, "", "no init container installs it there", func(ps *corev1.PodSpec) {
 			ps.InitContainers = nil
 		}},
+		{RuleNoInstaller, "migrate", "runs koordinator before init container koordinator installs it", func(ps *corev1.PodSpec) {
+			m := ps.Containers[1]
+			m.Name = "migrate"
+			setSpec(&m, `{}`)
+			ps.InitContainers = append([]corev1.Container{m}, ps.InitContainers...)
+		}},
+		{RuleStartOrder, "migrate", `is an init container waiting for "proxy"`, func(ps *corev1.PodSpec) {
+			m := ps.Containers[1]
+			m.Name = "migrate"
+			ps.InitContainers = append(ps.InitContainers, m) // main's spec: startDeps proxy
+		}},
 		{RuleStopDelay, "proxy", "stopDelay 1m0s is longer than the pod's terminationGracePeriodSeconds (30s)", func(ps *corev1.PodSpec) {
 			setSpec(&ps.Containers[0], `{"stopDeps": ["main"], "stopDelay": "1m"}`)
 		}},
@@ -108,6 +119,22 @@ func TestRules(t *testing.T) {
 func TestSpecFromValueFromIsNotJudged(t *testing.T) {
 	tmpl := example(t)
 	tmpl.Spec.Containers[1].Env[0] = corev1.EnvVar{Name: "KOORDINATOR_SPEC", ValueFrom: &corev1.EnvVarSource{}}
+	if f := Template(tmpl); len(f) != 0 {
+		t.Errorf("%+v", f)
+	}
+}
+
+// An init container may wait for a native sidecar or an init container before it.
+func TestInitContainerMayWaitForEarlierOnes(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	tmpl := example(t)
+	ps := &tmpl.Spec
+	mesh := corev1.Container{Name: "mesh", Image: "m", RestartPolicy: &always}
+	m := ps.Containers[1]
+	m.Name = "migrate"
+	setSpec(&m, `{"startDeps": ["mesh"]}`)
+	ps.InitContainers = append(ps.InitContainers, mesh, m)
+	setSpec(&ps.Containers[0], `{"stopDeps": ["main", "migrate"], "stopDelay": "1s"}`)
 	if f := Template(tmpl); len(f) != 0 {
 		t.Errorf("%+v", f)
 	}
