@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,7 @@ type injectOptions struct {
 	image                   string
 	entrypoints, cmds       []string
 	offline, inPlace, rbac  bool
+	platform                string
 	registry                imageconfig.Registry
 }
 
@@ -87,6 +89,7 @@ Injecting an injected or hand-wired manifest changes nothing. On any error nothi
 	f.StringArrayVar(&o.entrypoints, "entrypoint", nil, `NAME=WORDS: the ENTRYPOINT of container NAME's image, as a JSON list or space-separated words ("" for none), instead of reading it from the registry (repeatable)`)
 	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image, needed with --entrypoint when NAME has no args (repeatable)`)
 	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in its registry (by default they are, for containers without command, with the docker config's credentials)")
+	f.StringVar(&o.platform, "platform", "", "OS/ARCH[/VARIANT]: read the command of this platform's image of a multi-platform image (by default every platform must run the same one)")
 	f.BoolVarP(&o.inPlace, "in-place", "i", false, "write each changed file back instead of printing the result")
 	f.BoolVar(&o.rbac, "rbac", false, "print the ServiceAccount, Role (pods: list, watch) and RoleBinding koordinator needs first (those of deploy/rbac.yaml), and set serviceAccountName: "+rbacServiceAccount+" in wired pods that name none")
 	return cmd
@@ -138,6 +141,13 @@ func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStre
 	}
 
 	o.registry.Options = registryOptions
+	if o.platform != "" {
+		p, err := v1.ParsePlatform(o.platform)
+		if err != nil {
+			return fmt.Errorf("--platform %q: %w", o.platform, err)
+		}
+		o.registry.Platform = p
+	}
 	pass := injectAll(ins, opts, o.offline)
 	if len(pass.lookups) > 0 && !o.offline {
 		// Read what the images run from their registries, then wire again with it.

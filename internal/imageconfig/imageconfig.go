@@ -26,6 +26,9 @@ import (
 type Registry struct {
 	Keychain authn.Keychain  // nil: authn.DefaultKeychain (~/.docker/config.json, DOCKER_CONFIG, credential helpers)
 	Options  []remote.Option // more options for every request (a transport, in tests)
+	// Platform, when set, picks that platform's image of an index instead of requiring every
+	// platform to run the same command.
+	Platform *v1.Platform
 
 	mu    sync.Mutex
 	cache map[string]inject.ImageConfig
@@ -54,7 +57,15 @@ func (r *Registry) Lookup(ctx context.Context, image string) (inject.ImageConfig
 		return inject.ImageConfig{}, fmt.Errorf("reading image %s: %w", image, err)
 	}
 	var cfg inject.ImageConfig
-	if desc.MediaType.IsIndex() {
+	if desc.MediaType.IsIndex() && r.Platform != nil {
+		img, err := remote.Image(ref, append(opts, remote.WithPlatform(*r.Platform))...)
+		if err != nil {
+			return inject.ImageConfig{}, fmt.Errorf("reading image %s for %s: %w", image, r.Platform, err)
+		}
+		if cfg, err = fromImage(image+" ("+r.Platform.String()+")", img); err != nil {
+			return inject.ImageConfig{}, err
+		}
+	} else if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return inject.ImageConfig{}, fmt.Errorf("reading image index %s: %w", image, err)
@@ -127,7 +138,7 @@ func fromIndex(image string, idx v1.ImageIndex) (inject.ImageConfig, error) {
 			for _, f := range found {
 				each = append(each, fmt.Sprintf("%s runs ENTRYPOINT %q CMD %q", f.platform, f.cfg.Entrypoint, f.cfg.Cmd))
 			}
-			return inject.ImageConfig{}, fmt.Errorf("the platforms of image %s run different commands (%s): set command in the manifest, or give --entrypoint and --cmd",
+			return inject.ImageConfig{}, fmt.Errorf("the platforms of image %s run different commands (%s): pick one with --platform, set command in the manifest, or give --entrypoint and --cmd",
 				image, strings.Join(each, "; "))
 		}
 	}

@@ -163,3 +163,24 @@ func TestLookupWithoutCredentials(t *testing.T) {
 		t.Fatalf("error %v, want one saying the registry refused", err)
 	}
 }
+
+func TestLookupPlatform(t *testing.T) {
+	host := serve(t)
+	dockerConfig(t, host)
+	pushIndex(t, host+"/disagree:1", map[string]v1.Image{"linux/amd64": image(t, []string{"/app"}, nil), "linux/arm64": image(t, []string{"/app-arm"}, nil)})
+	for platform, want := range map[string]string{"linux/arm64": "/app-arm", "linux/amd64": "/app"} {
+		p, err := v1.ParsePlatform(platform)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Registry{Platform: p}
+		cfg, err := r.Lookup(context.Background(), host+"/disagree:1")
+		if err != nil || !slices.Equal(cfg.Entrypoint, []string{want}) {
+			t.Errorf("%s: %q, %v", platform, cfg.Entrypoint, err)
+		}
+	}
+	r := Registry{Platform: &v1.Platform{OS: "windows", Architecture: "amd64"}}
+	if _, err := r.Lookup(context.Background(), host+"/disagree:1"); err == nil || !strings.Contains(err.Error(), "for windows/amd64") {
+		t.Errorf("a platform the index lacks: %v", err)
+	}
+}
