@@ -60,6 +60,7 @@ fuzz: ## a minute of fuzzing the spec parser
 bench: build controlplane ## start-up, stop-reaction, cold-start and idle-cost figures (see docs/performance.md)
 	bash hack/bench-startup.sh
 	bash hack/bench-reaction.sh
+	bash hack/bench-plugin.sh
 
 controlplane: ## build the local control plane once (~11 min on 2 cores), cached in .cache/controlplane
 	bash hack/build-control-plane.sh
