@@ -72,10 +72,10 @@ good), and lints wired manifests.`,
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	// The usual kubectl flags (--kubeconfig, --context, -n, ...): nothing reads the cluster yet;
-	// lint --cluster and --pull-secret will.
-	genericclioptions.NewConfigFlags(true).AddFlags(root.PersistentFlags())
-	root.AddCommand(newInject(streams), newLint(streams), newVersion(streams.Out))
+	// The usual kubectl flags (--kubeconfig, --context, -n, ...), for lint --cluster.
+	kube := genericclioptions.NewConfigFlags(true)
+	kube.AddFlags(root.PersistentFlags())
+	root.AddCommand(newInject(streams), newLint(streams, kube), newVersion(streams.Out))
 	return root
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/inject")
@@ -268,5 +271,63 @@ func TestInjectWarns(t *testing.T) {
 	code, out, errOut := call(t, plain, "inject", "-f", "-", "--sidecar", "proxy")
 	if code != 0 || out == "" || !strings.Contains(errOut, "-: Job/koordinator-example: warning: runs as the namespace's default ServiceAccount") {
 		t.Errorf("exit %d, stderr %s", code, errOut)
+	}
+}
+
+func TestLintCluster(t *testing.T) {
+	var asked []string
+	orig := newAccessChecker
+	t.Cleanup(func() { newAccessChecker = orig })
+	newAccessChecker = func(*rest.Config) (accessChecker, error) {
+		return func(_ context.Context, ns, sa, verb string) (bool, string, error) {
+			asked = append(asked, ns+"/"+sa+":"+verb)
+			switch {
+			case sa == "broken":
+				return false, "", errors.New("subjectaccessreviews.authorization.k8s.io is forbidden")
+			case sa == "koordinator" && ns == "batch":
+				return true, "", nil
+			case verb == "watch":
+				return false, "no RBAC policy matched", nil
+			}
+			return true, "", nil
+		}, nil
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: batch}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	example := mustRead(t, "../../deploy/job-example.yaml")
+	// In the context's namespace, allowed: clean, and asked once for the two Jobs.
+	code, out, errOut := call(t, example+"---\n"+example, "lint", "--kubeconfig", kubeconfig, "--cluster", "-f", "-")
+	if code != 0 || len(asked) != 2 {
+		t.Errorf("exit %d, asked %q, output %s%s", code, asked, out, errOut)
+	}
+	// -n elsewhere: watch denied.
+	code, out, _ = call(t, example, "lint", "--kubeconfig", kubeconfig, "--cluster", "-n", "other", "-f", "-")
+	want := "-: Job/koordinator-example: its ServiceAccount koordinator may not watch (no RBAC policy matched) pods in namespace other, and koordinator watches its pod through the API; fix: kubectl apply -n other -f deploy/rbac.yaml and set serviceAccountName: koordinator (inject --rbac does both), or grant koordinator pods: list, watch [rbac]\n"
+	if code != exitFindings || out != want {
+		t.Errorf("exit %d, output:\n%s\nwant:\n%s", code, out, want)
+	}
+	// The manifest's own namespace wins over -n.
+	inNS := strings.Replace(example, "  name: koordinator-example\n", "  name: koordinator-example\n  namespace: batch\n", 1)
+	if code, out, _ := call(t, inNS, "lint", "--kubeconfig", kubeconfig, "--cluster", "-n", "other", "-f", "-"); code != 0 {
+		t.Errorf("namespace in the manifest: exit %d, %s", code, out)
+	}
+	// The review itself refused: exit 2, one line.
+	broken := strings.Replace(example, "serviceAccountName: koordinator", "serviceAccountName: broken", 1)
+	code, _, errOut = call(t, broken, "lint", "--kubeconfig", kubeconfig, "--cluster", "-f", "-")
+	if code != exitUsage || !strings.Contains(errOut, "--cluster: asking whether ServiceAccount broken may list pods in namespace batch: subjectaccessreviews") {
+		t.Errorf("exit %d, stderr %s", code, errOut)
+	}
+	// Without --cluster, nothing is asked.
+	asked = nil
+	if code, _, _ := call(t, example, "lint", "-f", "-"); code != 0 || asked != nil {
+		t.Errorf("exit %d, asked %q", code, asked)
 	}
 }

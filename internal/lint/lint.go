@@ -31,6 +31,7 @@ const (
 	RuleStopDelay          = "stop-delay"              // stopDelay longer than terminationGracePeriodSeconds
 	RuleRestartAlways      = "restart-always"          // stop dependencies in a pod whose restartPolicy is Always
 	RuleNoServiceAccount   = "no-service-account"      // the spec needs the API, the pod has no ServiceAccount of its own
+	RuleRBAC               = "rbac"                    // (lint --cluster) the pod's ServiceAccount may not list or watch pods
 	defaultGracePeriodSecs = 30
 )
 
@@ -191,6 +192,35 @@ func startsLater(ps *corev1.PodSpec, c *corev1.Container, startDeps []string) (s
 		}
 	}
 	return "", false
+}
+
+// ServiceAccount returns the ServiceAccount the pod runs as, and whether koordinator in it needs
+// the API with it: some container's literal spec names dependencies (or its spec comes from
+// valueFrom, which may), and the token is mounted.
+func ServiceAccount(ps corev1.PodSpec) (name string, needsAPI bool) {
+	name = ps.ServiceAccountName
+	if name == "" {
+		name = ps.DeprecatedServiceAccount
+	}
+	if name == "" {
+		name = "default"
+	}
+	if ps.AutomountServiceAccountToken != nil && !*ps.AutomountServiceAccountToken {
+		return name, false
+	}
+	for _, c := range containers(&ps) {
+		e := inject.SpecEnv(c)
+		if e == nil {
+			continue
+		}
+		if e.ValueFrom != nil {
+			return name, true
+		}
+		if s, err := spec.Parse([]byte(e.Value)); err == nil && s.HasDeps() {
+			return name, true
+		}
+	}
+	return name, false
 }
 
 func restartsAlways(ps *corev1.PodSpec) bool {

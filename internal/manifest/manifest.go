@@ -125,11 +125,12 @@ func (d *Document) encode() ([]byte, error) {
 
 // Template is one pod template found in a document.
 type Template struct {
-	Doc   *Document
-	Where string // "Job/name", "List item 2: Deployment/name"
-	Kind  string // the kind of the object that holds it
-	Value corev1.PodTemplateSpec
-	node  *yaml.Node // the mapping with metadata and spec
+	Doc       *Document
+	Where     string // "Job/name", "List item 2: Deployment/name"
+	Kind      string // the kind of the object that holds it
+	Namespace string // that object's metadata.namespace; "" when the manifest leaves it to kubectl -n
+	Value     corev1.PodTemplateSpec
+	node      *yaml.Node // the mapping with metadata and spec
 }
 
 // templatePath is where each kind keeps its pod template, from the object's root; nil: the
@@ -179,7 +180,7 @@ func (d *Document) Templates() ([]*Template, error) {
 		if node == nil || node.Kind != yaml.MappingNode {
 			return nil
 		}
-		t := &Template{Doc: d, Where: where, Kind: kind, node: node}
+		t := &Template{Doc: d, Where: where, Kind: kind, Namespace: scalar(lookup(obj, "metadata", "namespace")), node: node}
 		if err := decode(node, &t.Value); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}

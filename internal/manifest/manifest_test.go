@@ -74,7 +74,7 @@ func TestTemplatesOfEveryKind(t *testing.T) {
 		return "kind: " + kind + "\nmetadata:\n  name: x\n" + prefix + indent("template:\n"+indent(pod, 2), depth)
 	}
 	text := strings.Join([]string{
-		"kind: Pod\nmetadata:\n  name: x\n" + pod,
+		"kind: Pod\nmetadata:\n  name: x\n  namespace: ns\n" + pod,
 		"kind: PodTemplate\nmetadata:\n  name: x\n" + "template:\n" + indent(pod, 2),
 		tmplAt("Job", "spec:\n", 2),
 		tmplAt("Deployment", "spec:\n", 2),
@@ -87,6 +87,7 @@ func TestTemplatesOfEveryKind(t *testing.T) {
 		"kind: List\nitems:\n" + indent("- "+strings.ReplaceAll(tmplAt("Job", "spec:\n", 2), "\n", "\n  "), 0),
 	}, "---\n")
 	var got []string
+	namespaces := 0
 	for _, d := range parse(t, text) {
 		ts, err := d.Templates()
 		if err != nil {
@@ -97,12 +98,21 @@ func TestTemplatesOfEveryKind(t *testing.T) {
 				t.Errorf("%s: decoded %+v", tp.Where, tp.Value.Spec)
 			}
 			got = append(got, tp.Where)
+			if tp.Namespace != "" {
+				namespaces++
+				if tp.Namespace != "ns" || tp.Kind != "Pod" {
+					t.Errorf("%s: namespace %q", tp.Where, tp.Namespace)
+				}
+			}
 		}
 	}
 	want := []string{"Pod/x", "PodTemplate/x", "Job/x", "Deployment/x", "StatefulSet/x", "DaemonSet/x", "ReplicaSet/x",
 		"ReplicationController/x", "CronJob/x", "List item 1: Job/x"}
 	if !slices.Equal(got, want) {
 		t.Errorf("templates\n%q\nwant\n%q", got, want)
+	}
+	if namespaces != 1 {
+		t.Errorf("%d templates with a namespace, want the Pod's alone", namespaces)
 	}
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,18 +28,32 @@ func buildPlugin(t *testing.T) string {
 	return path
 }
 
-// kubectlKoordinator runs the built plugin from the repository's root, as a user would.
+// kubectlKoordinator runs the built plugin from the repository's root, as a user would; it must
+// succeed.
 func kubectlKoordinator(t *testing.T, plugin string, args ...string) string {
+	t.Helper()
+	code, out, stderr := runPlugin(t, plugin, args...)
+	if code != 0 {
+		t.Fatalf("kubectl koordinator %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	return out
+}
+
+func runPlugin(t *testing.T, plugin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(plugin, args...)
 	cmd.Dir = repoRoot
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl koordinator %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("kubectl koordinator %s: %v", strings.Join(args, " "), err)
 	}
-	return string(out)
+	return code, out.String(), errOut.String()
 }
 
 // TestPluginInjected: the plain examples, wired by the built plugin and applied with kubectl,
@@ -56,6 +71,24 @@ func TestPluginInjected(t *testing.T) {
 		kubectl(t, wired, "apply", "-n", ns, "-f", "-")
 		waitJobComplete(t, ns, "koordinator-example", 2*time.Minute)
 		checkExamplePod(t, ns, jobPod(t, ns, "koordinator-example"), created)
+	})
+
+	// lint --cluster asks the API server whether the pod's ServiceAccount may list and watch
+	// pods: yes where deploy/rbac.yaml is applied, no in a namespace without it.
+	t.Run("LintCluster", func(t *testing.T) {
+		t.Parallel()
+		granted := coordinatedNamespace(t, "e2e-lint-granted")
+		bare := newNamespace(t, "e2e-lint-bare")
+		lint := func(ns string) (int, string, string) {
+			return runPlugin(t, plugin, "lint", "--kubeconfig", cp.Kubeconfig(), "--cluster", "-n", ns, "-f", "deploy/job-example.yaml")
+		}
+		if code, out, errOut := lint(granted); code != 0 {
+			t.Errorf("namespace with deploy/rbac.yaml: exit %d\n%s%s", code, out, errOut)
+		}
+		code, out, errOut := lint(bare)
+		if code != 1 || !strings.Contains(out, "its ServiceAccount koordinator may not list, watch pods in namespace "+bare) || !strings.HasSuffix(out, "[rbac]\n") {
+			t.Errorf("namespace without it: exit %d\n%s%s", code, out, errOut)
+		}
 	})
 
 	// The plain CronJob, whose annotations name the sidecar, injected without flags; a Job
