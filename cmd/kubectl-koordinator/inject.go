@@ -10,11 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	coreclient "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/koordinator-dev/koordinator/internal/imageconfig"
 	"github.com/koordinator-dev/koordinator/internal/inject"
@@ -43,11 +48,14 @@ type injectOptions struct {
 	entrypoints, cmds       []string
 	offline, inPlace, rbac  bool
 	platform                string
+	pullSecrets             []string
+	cluster                 bool
+	kube                    *genericclioptions.ConfigFlags
 	registry                imageconfig.Registry
 }
 
-func newInject(streams genericiooptions.IOStreams) *cobra.Command {
-	o := &injectOptions{}
+func newInject(streams genericiooptions.IOStreams, kube *genericclioptions.ConfigFlags) *cobra.Command {
+	o := &injectOptions{kube: kube}
 	cmd := &cobra.Command{
 		Use:   "inject -f FILE|DIR|- [flags]",
 		Short: "Wire every pod template of the manifests for koordinator",
@@ -90,6 +98,8 @@ Injecting an injected or hand-wired manifest changes nothing. On any error nothi
 	f.StringArrayVar(&o.cmds, "cmd", nil, `NAME=WORDS: the CMD of container NAME's image, needed with --entrypoint when NAME has no args (repeatable)`)
 	f.BoolVar(&o.offline, "offline", false, "never look an image's ENTRYPOINT/CMD up in its registry (by default they are, for containers without command, with the docker config's credentials)")
 	f.StringVar(&o.platform, "platform", "", "OS/ARCH[/VARIANT]: read the command of this platform's image of a multi-platform image (by default every platform must run the same one)")
+	f.StringArrayVar(&o.pullSecrets, "pull-secret", nil, "an image pull secret to read images with, from the cluster (namespace -n or the context's; repeatable)")
+	f.BoolVar(&o.cluster, "cluster", false, "also read images with the imagePullSecrets the pod templates name, from the cluster (in each object's namespace, else -n)")
 	f.BoolVarP(&o.inPlace, "in-place", "i", false, "write each changed file back instead of printing the result")
 	f.BoolVar(&o.rbac, "rbac", false, "print the ServiceAccount, Role (pods: list, watch) and RoleBinding koordinator needs first (those of deploy/rbac.yaml), and set serviceAccountName: "+rbacServiceAccount+" in wired pods that name none")
 	return cmd
@@ -153,6 +163,9 @@ func (o *injectOptions) run(ctx context.Context, streams genericiooptions.IOStre
 		// Read what the images run from their registries, then wire again with it.
 		ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 		defer cancel()
+		if err := o.readPullSecrets(ctx, pass.secrets); err != nil {
+			return err
+		}
 		var failed []string
 		for _, image := range slices.Sorted(maps.Keys(pass.lookups)) {
 			cfg, err := o.registry.Lookup(ctx, image)
@@ -226,7 +239,11 @@ type injection struct {
 	notes    []string            // for stderr, with where they come from
 	problems []string            // errors, one line each
 	lookups  map[string][]string // image -> the containers ("file: object: container") whose command needs it
+	secrets  []secretRef         // the imagePullSecrets of the templates with lookups, in order
 }
+
+// secretRef is a pull secret a pod template names; namespace "" is the default one.
+type secretRef struct{ namespace, name string }
 
 func injectAll(ins []*input, opts inject.Options, offline bool) injection {
 	pass := injection{lookups: map[string][]string{}}
@@ -250,6 +267,11 @@ func injectAll(ins []*input, opts inject.Options, offline bool) injection {
 						image := imageOf(t.Value.Spec, c)
 						pass.lookups[image] = append(pass.lookups[image], where+": "+c)
 					}
+					for _, ref := range t.Value.Spec.ImagePullSecrets {
+						if s := (secretRef{t.Namespace, ref.Name}); !slices.Contains(pass.secrets, s) {
+							pass.secrets = append(pass.secrets, s)
+						}
+					}
 					pass.problems = append(pass.problems, fmt.Sprintf("%s: %s", where, needMessage(need, offline)))
 				case err != nil:
 					pass.problems = append(pass.problems, fmt.Sprintf("%s: %v", where, err))
@@ -271,6 +293,59 @@ func injectAll(ins []*input, opts inject.Options, offline bool) injection {
 		}
 	}
 	return pass
+}
+
+// readPullSecrets adds the pull secrets --pull-secret names and, with --cluster, those of the
+// templates whose images are looked up, to the keychain (the docker config's comes after them).
+func (o *injectOptions) readPullSecrets(ctx context.Context, fromTemplates []secretRef) error {
+	var refs []secretRef
+	for _, name := range o.pullSecrets {
+		refs = append(refs, secretRef{"", name})
+	}
+	if o.cluster {
+		refs = append(refs, fromTemplates...)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	cfg, err := o.kube.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("reading pull secrets: %w", err)
+	}
+	namespace, _, err := o.kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return fmt.Errorf("reading pull secrets: %w", err)
+	}
+	get, err := newSecretGetter(cfg)
+	if err != nil {
+		return fmt.Errorf("reading pull secrets: %w", err)
+	}
+	var keychain imageconfig.PullSecrets
+	for _, ref := range refs {
+		if ref.namespace == "" {
+			ref.namespace = namespace
+		}
+		secret, err := get(ctx, ref.namespace, ref.name)
+		if err != nil {
+			return fmt.Errorf("reading pull secret %s/%s: %w", ref.namespace, ref.name, err)
+		}
+		if err := keychain.AddSecret(secret); err != nil {
+			return err
+		}
+	}
+	o.registry.Keychain = authn.NewMultiKeychain(&keychain, authn.DefaultKeychain)
+	return nil
+}
+
+// newSecretGetter reads Secrets from the cluster; tests replace it.
+var newSecretGetter = func(cfg *rest.Config) (func(ctx context.Context, namespace, name string) (*corev1.Secret, error), error) {
+	client, err := coreclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+		return client.Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	}, nil
 }
 
 func imageOf(ps corev1.PodSpec, container string) string {

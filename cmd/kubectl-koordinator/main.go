@@ -72,10 +72,11 @@ good), and lints wired manifests.`,
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	// The usual kubectl flags (--kubeconfig, --context, -n, ...), for lint --cluster.
+	// The usual kubectl flags (--kubeconfig, --context, -n, ...), for lint --cluster and the
+	// pull secrets of inject.
 	kube := genericclioptions.NewConfigFlags(true)
 	kube.AddFlags(root.PersistentFlags())
-	root.AddCommand(newInject(streams), newLint(streams, kube), newVersion(streams.Out))
+	root.AddCommand(newInject(streams, kube), newLint(streams, kube), newVersion(streams.Out))
 	return root
 }
 

@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const user, password = "koordinator", "s3cret"
@@ -182,5 +184,63 @@ func TestLookupPlatform(t *testing.T) {
 	r := Registry{Platform: &v1.Platform{OS: "windows", Architecture: "amd64"}}
 	if _, err := r.Lookup(context.Background(), host+"/disagree:1"); err == nil || !strings.Contains(err.Error(), "for windows/amd64") {
 		t.Errorf("a platform the index lacks: %v", err)
+	}
+}
+
+func TestPullSecrets(t *testing.T) {
+	host := serve(t)
+	pushImage(t, host+"/team/app:1", image(t, []string{"/app"}, nil))
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no docker credentials: only the secrets
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	secret := func(typ corev1.SecretType, key, data string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "ns"}, Type: typ, Data: map[string][]byte{key: []byte(data)}}
+	}
+	tests := []struct {
+		name   string
+		secret *corev1.Secret
+		ok     bool
+	}{
+		{"dockerconfigjson", secret(corev1.SecretTypeDockerConfigJson, ".dockerconfigjson", fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, auth)), true},
+		{"dockercfg with a scheme", secret(corev1.SecretTypeDockercfg, ".dockercfg", fmt.Sprintf(`{"http://%s/v1/": {"username": %q, "password": %q}}`, host, user, password)), true},
+		{"for this repository", secret(corev1.SecretTypeDockerConfigJson, ".dockerconfigjson", fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host+"/team", auth)), true},
+		{"for another repository", secret(corev1.SecretTypeDockerConfigJson, ".dockerconfigjson", fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host+"/other", auth)), false},
+		{"for another registry", secret(corev1.SecretTypeDockerConfigJson, ".dockerconfigjson", fmt.Sprintf(`{"auths": {"example.com": {"auth": %q}}}`, auth)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps PullSecrets
+			if err := ps.AddSecret(tt.secret); err != nil {
+				t.Fatal(err)
+			}
+			r := Registry{Keychain: authn.NewMultiKeychain(&ps, authn.DefaultKeychain)}
+			cfg, err := r.Lookup(context.Background(), host+"/team/app:1")
+			if tt.ok != (err == nil) {
+				t.Fatalf("error %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok && !slices.Equal(cfg.Entrypoint, []string{"/app"}) {
+				t.Errorf("entrypoint %q", cfg.Entrypoint)
+			}
+		})
+	}
+	var ps PullSecrets
+	if err := ps.AddSecret(secret(corev1.SecretTypeOpaque, "x", "")); err == nil || !strings.Contains(err.Error(), `secret ns/regcred is of type "Opaque", not an image pull secret`) {
+		t.Errorf("opaque secret: %v", err)
+	}
+	if err := ps.AddSecret(secret(corev1.SecretTypeDockerConfigJson, ".dockerconfigjson", "{")); err == nil || !strings.Contains(err.Error(), "is not a docker config") {
+		t.Errorf("broken secret: %v", err)
+	}
+}
+
+func TestSplitRegistryKey(t *testing.T) {
+	for key, want := range map[string][2]string{
+		"https://index.docker.io/v1/": {"index.docker.io", ""},
+		"docker.io":                   {"index.docker.io", ""},
+		"registry:5000":               {"registry:5000", ""},
+		"registry:5000/team/":         {"registry:5000", "team"},
+		"https://ghcr.io/org":         {"ghcr.io", "org"},
+	} {
+		if h, p := splitRegistryKey(key); h != want[0] || p != want[1] {
+			t.Errorf("%q: %q %q, want %q", key, h, p, want)
+		}
 	}
 }
