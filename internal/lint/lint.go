@@ -95,17 +95,26 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			continue
 		}
 		needsAPI = needsAPI || s.HasDeps()
-		if err := watch.ValidateDeps(pod, c.Name, s.StartDeps, s.StopDeps); err != nil && !cycle {
-			cycle = strings.Contains(err.Error(), "form a cycle")
-			add(c.Name, RuleDeps, "name other containers of this pod, without start cycles", "%s", inject.DepMessage(err))
+		native, stopsOnNative := inject.NativeStopDep(ps, s.StopDeps)
+		if err := watch.ValidateDeps(pod, c.Name, s.StartDeps, s.StopDeps); err != nil {
+			msg := inject.DepMessage(err)
+			isCycle := strings.Contains(msg, "form a cycle")
+			switch {
+			case stopsOnNative && strings.Contains(msg, "native sidecar"):
+				// The wrapper's checks know this one too: reported below, once, as its own rule.
+			case isCycle && cycle:
+			default:
+				cycle = cycle || isCycle
+				add(c.Name, RuleDeps, "name other containers of this pod, without start cycles", "%s", msg)
+			}
 		}
 		if d, ok := startsLater(ps, c, s.StartDeps); ok {
 			add(c.Name, RuleStartOrder, fmt.Sprintf("remove %q from startDeps: the kubelet runs init containers one by one, to completion, before what follows them", d),
 				"is an init container waiting for %q, which the kubelet starts only after this one has completed", d)
 		}
-		if d, ok := inject.NativeStopDep(ps, s.StopDeps); ok {
-			add(c.Name, RuleStopDepNative, fmt.Sprintf("remove %q from stopDeps: the kubelet stops native sidecars after the other containers", d),
-				"stop dependency %q is a native sidecar (an init container with restartPolicy: Always), which never exits for good while the pod runs", d)
+		if stopsOnNative {
+			add(c.Name, RuleStopDepNative, fmt.Sprintf("remove %q from stopDeps: the kubelet stops native sidecars after the other containers", native),
+				"stop dependency %q is a native sidecar (an init container with restartPolicy: Always), which never exits for good while the pod runs", native)
 		}
 		if len(s.StopDeps) > 0 {
 			stopDeps = true

@@ -76,13 +76,13 @@ func TestRules(t *testing.T) {
 			ps.InitContainers = nil
 		}},
 		{RuleNoInstaller, "migrate", "runs koordinator before init container koordinator installs it", func(ps *corev1.PodSpec) {
-			m := ps.Containers[1]
+			m := *ps.Containers[1].DeepCopy()
 			m.Name = "migrate"
 			setSpec(&m, `{}`)
 			ps.InitContainers = append([]corev1.Container{m}, ps.InitContainers...)
 		}},
 		{RuleStartOrder, "migrate", `is an init container waiting for "proxy"`, func(ps *corev1.PodSpec) {
-			m := ps.Containers[1]
+			m := *ps.Containers[1].DeepCopy()
 			m.Name = "migrate"
 			ps.InitContainers = append(ps.InitContainers, m) // main's spec: startDeps proxy
 		}},
@@ -116,6 +116,23 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// A cycle is reported once, by the first container in it; the other containers' own problems
+// are still reported.
+func TestCycleOnceOtherProblemsStill(t *testing.T) {
+	tmpl := example(t)
+	setSpec(&tmpl.Spec.Containers[0], `{"startDeps": ["main"], "stopDeps": ["main"]}`)
+	tmpl.Spec.Containers = append(tmpl.Spec.Containers, *tmpl.Spec.Containers[1].DeepCopy())
+	tmpl.Spec.Containers[2].Name = "other"
+	setSpec(&tmpl.Spec.Containers[2], `{"startDeps": ["db"]}`)
+	var got []string
+	for _, f := range Template(tmpl) {
+		got = append(got, f.Container+":"+f.Rule)
+	}
+	if strings.Join(got, " ") != "proxy:deps other:deps" {
+		t.Errorf("findings %v, want proxy's cycle and other's unknown db", got)
+	}
+}
+
 func TestSpecFromValueFromIsNotJudged(t *testing.T) {
 	tmpl := example(t)
 	tmpl.Spec.Containers[1].Env[0] = corev1.EnvVar{Name: "KOORDINATOR_SPEC", ValueFrom: &corev1.EnvVarSource{}}
@@ -130,7 +147,7 @@ func TestInitContainerMayWaitForEarlierOnes(t *testing.T) {
 	tmpl := example(t)
 	ps := &tmpl.Spec
 	mesh := corev1.Container{Name: "mesh", Image: "m", RestartPolicy: &always}
-	m := ps.Containers[1]
+	m := *ps.Containers[1].DeepCopy()
 	m.Name = "migrate"
 	setSpec(&m, `{"startDeps": ["mesh"]}`)
 	ps.InitContainers = append(ps.InitContainers, mesh, m)
