@@ -40,8 +40,8 @@ misbehave: KOORDINATOR_SPEC errors (in the wrapper's own words), dependencies th
 container or this container, start cycles, a stop dependency on a native sidecar, a spec not run
 behind koordinator, a container that does not mount the binary's volume, no init container
 installing the binary, the KOOORDINATOR_SPEC typo, a stopDelay longer than
-terminationGracePeriodSeconds, stop dependencies under restartPolicy Always, and no
-ServiceAccount while the spec needs the API. With --cluster, also whether the pod's
+terminationGracePeriodSeconds, stop dependencies under restartPolicy Always, an init container
+waiting for a container started after it, and no ServiceAccount while the spec needs the API. With --cluster, also whether the pod's
 ServiceAccount may list and watch pods in its namespace (the manifest's, else -n or the
 context's), asked with SubjectAccessReviews. One line each: file, object, container, problem,
 fix. Exit status 1 when anything is found, 2 when the input cannot be read or the cluster asked.`,
