@@ -10,7 +10,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: build build-all test e2e demo lint fuzz bench controlplane up down clean
+.PHONY: build build-all build-plugin build-plugin-all test e2e demo lint fuzz bench controlplane up down clean
 
 build: ## the shipped binary, linux/amd64 static: bin/koordinator
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator ./cmd/koordinator
@@ -18,6 +18,16 @@ build: ## the shipped binary, linux/amd64 static: bin/koordinator
 build-all: ## linux/amd64 and linux/arm64
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/koordinator-linux-amd64 ./cmd/koordinator
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/koordinator-linux-arm64 ./cmd/koordinator
+
+# The kubectl plugin is a binary of its own so that nothing of it links into the wrapper.
+build-plugin: ## the kubectl plugin for this machine: bin/kubectl-koordinator (put it on PATH: kubectl koordinator ...)
+	$(GOBUILD) -o bin/kubectl-koordinator ./cmd/kubectl-koordinator
+
+PLUGIN_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+build-plugin-all: ## the kubectl plugin for every platform a krew manifest will list: bin/kubectl-koordinator-OS-ARCH[.exe]
+	@set -e; for p in $(PLUGIN_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "GOOS=$$os GOARCH=$$arch ... -o bin/kubectl-koordinator-$$os-$$arch$$ext"; \
+		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/kubectl-koordinator-$$os-$$arch$$ext ./cmd/kubectl-koordinator; done
 
 .PHONY: image
 image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64: bin/koordinator-image.tar (OCI layout + docker manifest.json)
@@ -50,6 +60,7 @@ fuzz: ## a minute of fuzzing the spec parser
 bench: build controlplane ## start-up, stop-reaction, cold-start and idle-cost figures (see docs/performance.md)
 	bash hack/bench-startup.sh
 	bash hack/bench-reaction.sh
+	bash hack/bench-plugin.sh
 
 controlplane: ## build the local control plane once (~11 min on 2 cores), cached in .cache/controlplane
 	bash hack/build-control-plane.sh
