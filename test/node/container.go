@@ -41,9 +41,16 @@ type imageRoot struct {
 }
 
 // ErrImagePull-like failure: an image the node cannot map.
-type imageError struct{ image string }
+type imageError struct {
+	image  string
+	volume bool // of an image volume, which maps only the project's image
+}
 
 func (e *imageError) Error() string {
+	if e.volume {
+		return fmt.Sprintf("local test node: image volume's image %q has no local content: image volumes map only "+
+			"the project's image (any repository named .../koordinator); no image is ever pulled", e.image)
+	}
 	return fmt.Sprintf("local test node: image %q has no local root: it maps only the project's image "+
 		"(any repository named .../koordinator) and busybox images; no image is ever pulled", e.image)
 }
@@ -85,6 +92,56 @@ func (n *Node) mapImage(image string) (*imageRoot, error) {
 		return r, nil
 	}
 	return nil, &imageError{image: image}
+}
+
+// imageVolumeDir returns a host folder holding what an image volume of
+// image shows (KEP-4639): the image's files, never written to (containers
+// bind it read-only). Only the project's image maps, by the same rule as
+// mapImage: a folder with the freshly built binary at bin/koordinator (mode
+// 0755), made once per node under its work folder. Any other image is an
+// imageError, as for a container's image.
+func (n *Node) imageVolumeDir(image string) (string, error) {
+	if repositoryName(image) != "koordinator" {
+		return "", &imageError{image: image, volume: true}
+	}
+	if n.opts.KoordinatorBinary == "" {
+		return "", fmt.Errorf("local test node: image %q: the node was started without Options.KoordinatorBinary", image)
+	}
+	n.imageMu.Lock()
+	defer n.imageMu.Unlock()
+	dir := filepath.Join(n.opts.WorkDir, "images", "koordinator")
+	if n.koordinatorImageDir != "" {
+		return n.koordinatorImageDir, nil
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return "", err
+	}
+	src, err := os.Open(n.opts.KoordinatorBinary)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	target := filepath.Join(dir, "bin", "koordinator")
+	tmp, err := os.CreateTemp(filepath.Dir(target), ".koordinator-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), target); err != nil {
+		return "", err
+	}
+	n.koordinatorImageDir = dir
+	return dir, nil
 }
 
 // argv applies Kubernetes' command/args rules: command replaces the

@@ -93,6 +93,9 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	imageMu             sync.Mutex
+	koordinatorImageDir string // image volumes' content, made on first use
+
 	mu        sync.Mutex
 	workers   map[types.UID]*podWorker
 	logs      map[string][]string // namespace/pod/container → log files, in start order

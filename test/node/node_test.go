@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -62,8 +63,20 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// A stand-in for the freshly built binary, so the project's image (and
+	// image volumes of it) map without building koordinator.
+	binDir, err := standInBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
 	// CrashLoopBase 200 ms: the kubelet's back-off ÷ 50.
-	if testNode, err = Start(ctx, testCP, Options{CrashLoopBase: 200 * time.Millisecond, Logf: logf}); err != nil {
+	if testNode, err = Start(ctx, testCP, Options{
+		CrashLoopBase:     200 * time.Millisecond,
+		KoordinatorBinary: filepath.Join(binDir, "koordinator"),
+		Logf:              logf,
+	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -74,6 +87,28 @@ func testMain(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+// standInBinary writes a script that stands in for koordinator into a fresh
+// folder under the repository's .cache/node and returns the folder.
+func standInBinary() (string, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Join(root, ".cache", "node"), 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(root, ".cache", "node"), "bin-")
+	if err != nil {
+		return "", err
+	}
+	script := "#!/bin/sh\necho \"stand-in koordinator: $*\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "koordinator"), []byte(script), 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
 
 func needCluster(t *testing.T) {
@@ -355,6 +390,98 @@ func TestImageNotMapped(t *testing.T) {
 		}
 		return st != nil && st.State.Waiting != nil && st.State.Waiting.Reason == "ImagePullBackOff" &&
 			strings.Contains(st.State.Waiting.Message, `"nginx:1.27"`)
+	})
+	p, _ := rec.latest()
+	if p.Status.Phase != corev1.PodPending {
+		t.Errorf("phase %s, want Pending", p.Status.Phase)
+	}
+}
+
+// TestImageVolume: an image volume of the project's image shows the freshly
+// built binary at bin/koordinator, read-only for real (a write fails with
+// EROFS, the node's copy is untouched), also through subPath; an image volume
+// of any other image is the mounting container's ErrImagePull, and a subPath
+// the image lacks its CreateContainerConfigError.
+func TestImageVolume(t *testing.T) {
+	needCluster(t)
+	imageVolume := func(name, ref string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{
+			Reference: ref, PullPolicy: corev1.PullIfNotPresent,
+		}}}
+	}
+
+	ns := testNamespace(t)
+	main := busybox("main", `/koordinator/bin/koordinator whole
+/kbin/koordinator sub
+ls /koordinator | sed 's/^/ls: /'
+for f in /koordinator/x /koordinator/bin/koordinator /kbin/x; do
+  if echo x >> $f; then echo "$f: writable"; else echo "$f: write failed"; fi
+done
+grep -E ' /(koordinator|kbin) ' /proc/self/mountinfo | awk '{print "mount: " $5 " " $6}'`)
+	main.VolumeMounts = []corev1.VolumeMount{
+		{Name: "koordinator", MountPath: "/koordinator"},
+		{Name: "koordinator", MountPath: "/kbin", SubPath: "bin"},
+	}
+	rec := record(t, ns, "p")
+	name := createPod(t, ns, corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{main},
+		Volumes:       []corev1.Volume{imageVolume("koordinator", "ghcr.io/koordinator-dev/koordinator:latest")},
+	})
+	waitUntil(t, 2*time.Minute, "phase Succeeded", func() bool {
+		p, _ := rec.latest()
+		return p != nil && p.Status.Phase == corev1.PodSucceeded
+	})
+	logs := testNode.Logs(ns, name, "main")
+	t.Logf("main's output:\n%s", logs)
+	for _, want := range []string{
+		"stand-in koordinator: whole\n", "stand-in koordinator: sub\n", "ls: bin\n",
+		"/koordinator/x: write failed\n", "/koordinator/bin/koordinator: write failed\n", "/kbin/x: write failed\n",
+		"mount: /koordinator ro,", "mount: /kbin ro,",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("main's output lacks %q", want)
+		}
+	}
+	if n := strings.Count(logs, "Read-only file system"); n != 3 {
+		t.Errorf("%d writes failed with EROFS, want 3", n)
+	}
+	dir, err := testNode.imageVolumeDir("koordinator:dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "bin" {
+		t.Errorf("the image volume's folder holds %v, want only bin", entries)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bin", "koordinator")); err != nil || !strings.HasPrefix(string(b), "#!/bin/sh\n") || strings.Contains(string(b), "x\n") {
+		t.Errorf("the node's copy of the binary changed: %q, %v", b, err)
+	}
+
+	ns = testNamespace(t)
+	badRef := busybox("bad-ref", "true")
+	badRef.VolumeMounts = []corev1.VolumeMount{{Name: "web", MountPath: "/web"}}
+	badSub := busybox("bad-sub", "true")
+	badSub.VolumeMounts = []corev1.VolumeMount{{Name: "koordinator", MountPath: "/k", SubPath: "no-such-folder"}}
+	rec = record(t, ns, "p")
+	createPod(t, ns, corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{badRef, badSub},
+		Volumes: []corev1.Volume{
+			imageVolume("web", "nginx:1.27"),
+			imageVolume("koordinator", "ghcr.io/koordinator-dev/koordinator:latest"),
+		},
+	})
+	waitUntil(t, time.Minute, "ImagePullBackOff and CreateContainerConfigError", func() bool {
+		p, _ := rec.latest()
+		if p == nil {
+			return false
+		}
+		ref, sub := status(p, "bad-ref"), status(p, "bad-sub")
+		return ref != nil && ref.State.Waiting != nil && ref.State.Waiting.Reason == "ImagePullBackOff" &&
+			strings.Contains(ref.State.Waiting.Message, `image volume's image "nginx:1.27"`) &&
+			sub != nil && sub.State.Waiting != nil && sub.State.Waiting.Reason == "CreateContainerConfigError" &&
+			strings.Contains(sub.State.Waiting.Message, `subPath "no-such-folder" does not exist`)
 	})
 	p, _ := rec.latest()
 	if p.Status.Phase != corev1.PodPending {

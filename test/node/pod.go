@@ -556,21 +556,36 @@ func (w *podWorker) killAll(grace time.Duration) {
 
 // startContainer starts a new instance of c (its first, or a restart).
 func (w *podWorker) startContainer(c *ctrState) {
+	pullFailed := func(err error) {
+		reason := "ErrImagePull"
+		if c.waiting != nil && (c.waiting.Reason == "ErrImagePull" || c.waiting.Reason == "ImagePullBackOff") {
+			reason = "ImagePullBackOff"
+		}
+		if c.waiting == nil || c.waiting.Reason != reason {
+			w.logf("container %s: %v", c.spec.Name, err)
+		}
+		c.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		w.retryAt = time.Now().Add(time.Second)
+	}
 	if c.image == nil {
 		img, err := w.n.mapImage(c.spec.Image)
 		if err != nil {
-			reason := "ErrImagePull"
-			if c.waiting != nil && (c.waiting.Reason == "ErrImagePull" || c.waiting.Reason == "ImagePullBackOff") {
-				reason = "ImagePullBackOff"
-			}
-			if c.waiting == nil || c.waiting.Reason != reason {
-				w.logf("container %s: %v", c.spec.Name, err)
-			}
-			c.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
-			w.retryAt = time.Now().Add(time.Second)
+			pullFailed(err)
 			return
 		}
 		c.image = img
+	}
+	// As the kubelet, the images of the image volumes this container mounts
+	// are "pulled" before it starts; a failure is the container's.
+	for _, m := range c.spec.VolumeMounts {
+		for _, v := range w.pod.Spec.Volumes {
+			if v.Name == m.Name && v.Image != nil {
+				if _, err := w.n.imageVolumeDir(v.Image.Reference); err != nil {
+					pullFailed(err)
+					return
+				}
+			}
+		}
 	}
 	spec, env, err := w.initSpec(c)
 	if err != nil {

@@ -29,6 +29,11 @@ func (w *podWorker) prepareVolumes() error {
 	ctx, cancel := context.WithTimeout(w.n.ctx, 30*time.Second)
 	defer cancel()
 	for _, v := range w.pod.Spec.Volumes {
+		if v.Image != nil {
+			// Its content is the image's, bound read-only by each container
+			// that mounts it (initSpec); its image is mapped when one starts.
+			continue
+		}
 		dir := w.volumeDir(v.Name)
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return err
@@ -293,23 +298,34 @@ func (w *podWorker) initSpec(c *ctrState) (*initSpec, []string, error) {
 		if !ok {
 			return nil, nil, fmt.Errorf("volumeMount %q: no such volume", m.Name)
 		}
-		src := w.volumeDir(m.Name)
-		if sub := m.SubPath; sub != "" {
+		base := w.volumeDir(m.Name)
+		if v.Image != nil {
+			if base, err = w.n.imageVolumeDir(v.Image.Reference); err != nil {
+				return nil, nil, err
+			}
+		}
+		src := base
+		if sub := m.SubPath; sub != "" || m.SubPathExpr != "" {
 			if m.SubPathExpr != "" {
 				sub = expand(m.SubPathExpr, lookup)
 			}
 			src = filepath.Join(src, sub)
-			if !strings.HasPrefix(src, w.volumeDir(m.Name)) {
+			if src != base && !strings.HasPrefix(src, base+string(os.PathSeparator)) {
 				return nil, nil, fmt.Errorf("volumeMount %q: subPath escapes the volume", m.Name)
 			}
 			if _, err := os.Stat(src); err != nil {
+				if v.Image != nil {
+					// An image is never written to: a missing subPath fails
+					// the container, as containerd and CRI-O do.
+					return nil, nil, fmt.Errorf("volumeMount %q: subPath %q does not exist in image volume %q", m.Name, sub, v.Image.Reference)
+				}
 				if err := os.MkdirAll(src, 0o777); err != nil {
 					return nil, nil, err
 				}
 			}
 		}
 		// The kubelet mounts these volume types read-only whatever the mount says.
-		ro := m.ReadOnly || v.DownwardAPI != nil || v.ConfigMap != nil || v.Secret != nil || v.Projected != nil
+		ro := m.ReadOnly || v.DownwardAPI != nil || v.ConfigMap != nil || v.Secret != nil || v.Projected != nil || v.Image != nil
 		s.Binds = append(s.Binds, bindMount{Source: src, Target: filepath.Clean(m.MountPath), ReadOnly: ro})
 	}
 	return s, env, nil
