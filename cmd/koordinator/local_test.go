@@ -72,3 +72,17 @@ func TestStopperNeedsStopDeps(t *testing.T) {
 		}
 	}
 }
+
+// restartChild: the real binary starts a child that failed again, inside the same process,
+// and ends with the run that succeeded.
+func TestRestartChildProcess(t *testing.T) {
+	runs := filepath.Join(t.TempDir(), "runs")
+	code, _, stderr := runKoordinator(t, []string{`KOORDINATOR_SPEC={"restartChild":"OnFailure"}`},
+		"sh", "-c", `echo x >> "$0"; [ "$(wc -l < "$0")" -ge 3 ] || exit 5`, runs)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0 from the third run; stderr:\n%s", code, stderr)
+	}
+	if n := strings.Count(readFile(runs), "x"); n != 3 || strings.Count(stderr, "child exited; restarting it") != 2 {
+		t.Errorf("%d runs, want 3 with two restarts; stderr:\n%s", n, stderr)
+	}
+}

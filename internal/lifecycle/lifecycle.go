@@ -132,6 +132,12 @@ type loop struct {
 	child      *supervise.Child
 	actionDone chan error // the stop action's result, once it is under way
 
+	// restartChild: when the child started, how often it was restarted, and the back-off timer
+	// while an exited child waits to be started again.
+	childStartedAt time.Time
+	restarts       int
+	restartTimer   *time.Timer
+
 	// lw lists and watches the pod (nil without dependencies); relisted delivers the one list
 	// made after a termination signal while the watch is closed (nil when none is under way).
 	lw       cache.ListerWatcher
@@ -399,7 +405,7 @@ func (l *loop) start() (int, bool) {
 		}
 		return l.exit(126, "cannot start the command", zap.Error(err)), false
 	}
-	l.child = child
+	l.child, l.childStartedAt = child, time.Now()
 	l.publishStarted()
 	l.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", l.cfg.Command))
 	return 0, true
@@ -451,9 +457,20 @@ func (l *loop) supervise(ctx context.Context, w *watch.Watcher) int {
 	}
 	done := ctx.Done()
 	for {
+		if l.restartWaitOver() {
+			return l.finishAfterRestartWait()
+		}
 		select {
 		case <-l.childDone():
+			if l.restartLater() {
+				continue
+			}
 			return l.finish()
+		case <-timerC(l.restartTimer):
+			l.restartTimer = nil
+			if code, ok := l.start(); !ok {
+				return code
+			}
 		case err := <-l.actionDone:
 			l.actionDone = nil
 			if code, done := l.afterAction(err); done {
@@ -730,9 +747,10 @@ func (l *loop) afterAction(err error) (int, bool) {
 // dependencies and makes the stop action.
 func (l *loop) stopper() bool { return len(l.cfg.Command) == 0 }
 
-// childDone is the child's Done, or nil (never ready) for a stopper.
+// childDone is the child's Done, or nil (never ready) for a stopper and while an exited child
+// waits to be started again.
 func (l *loop) childDone() <-chan struct{} {
-	if l.child == nil {
+	if l.child == nil || l.restartTimer != nil {
 		return nil
 	}
 	return l.child.Done()

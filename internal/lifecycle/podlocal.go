@@ -108,6 +108,9 @@ func (l *loop) seeFiles(files map[string]podlocal.State) {
 		switch {
 		case !ok:
 			l.log.Debug("state file", zap.String("dependency", d), zap.String("state", "none"))
+		case s.Restarting:
+			l.log.Debug("state file", zap.String("dependency", d), zap.String("state", "restarting"), zap.Int("code", s.ExitCode),
+				zap.Int("restarts", s.Restarts), zap.String("instance", s.Instance))
 		case s.Exited:
 			l.log.Debug("state file", zap.String("dependency", d), zap.String("state", "exited"), zap.Int("code", s.ExitCode),
 				zap.Bool("terminating", s.Terminating), zap.Time("exitedAt", s.ExitedAt), zap.String("instance", s.Instance))

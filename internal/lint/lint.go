@@ -28,6 +28,7 @@ const (
 	RuleNotWrapped         = "not-wrapped"             // a spec, but the command does not run behind koordinator
 	RuleNoMount            = "no-mount"                // runs koordinator without mounting its volume
 	RuleNoInstaller        = "no-installer"            // no init container installs the binary into that volume
+	RuleStateDir           = "state-dir"               // runs from a read-only image volume without a writable KOORDINATOR_STATE_DIR
 	RuleStopDelay          = "stop-delay"              // stopDelay longer than terminationGracePeriodSeconds
 	RuleRestartAlways      = "restart-always"          // stop dependencies in a pod whose restartPolicy is Always
 	RuleNoServiceAccount   = "no-service-account"      // the spec needs the API, the pod has no ServiceAccount of its own
@@ -55,12 +56,15 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 	stopDeps := false
 	var longestDelay time.Duration
 	delayed := ""
-	var uninstalled []string // volumes koordinator runs from that no init container fills
-	cycle := false           // a start cycle is reported once, not by each of its containers
+	var uninstalled []string              // volumes koordinator runs from that no init container fills
+	cycle := false                        // a start cycle is reported once, not by each of its containers
+	stateVolumes := map[string][]string{} // state volume → the containers run from an image volume that use it
 	for _, c := range containers(ps) {
 		if inject.IsInstaller(c) && !inject.IsWired(c) {
 			continue
 		}
+		// Runs the binary an image volume of the koordinator image shows: nothing to install.
+		fromVolume := len(c.Command) > 0 && slices.Contains(imageVolumeBinaries(ps, c), path.Clean(c.Command[0]))
 		for _, e := range c.Env {
 			if e.Name == spec.TypoEnvVar {
 				add(c.Name, RuleTypo, "rename it to "+spec.EnvVar,
@@ -68,15 +72,23 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			}
 		}
 		entry := inject.SpecEnv(c)
-		if entry == nil && !inject.IsWired(c) {
+		if entry == nil && !inject.IsWired(c) && !fromVolume {
 			continue
 		}
 		if inject.RunsFromImage(c) {
 			// The koordinator image's own binary (a stopper, say): nothing to install.
+		} else if fromVolume {
+			if v, ok := stateVolume(ps, c, add); ok {
+				stateVolumes[v] = append(stateVolumes[v], c.Name)
+			}
 		} else if !inject.IsWired(c) {
 			add(c.Name, RuleNotWrapped, fmt.Sprintf("run it as command: [%s, ...] (kubectl koordinator inject does it)", inject.BinaryPath),
 				"has %s but its command %s does not run behind koordinator, so nothing reads the spec", spec.EnvVar, describeCommand(c))
-		} else if v := binaryVolume(c, add); v != "" {
+		} else if v := binaryVolume(c, add); v != "" && isImageVolume(ps, v) {
+			at := imageVolumeBinaries(ps, c)
+			add(c.Name, RuleNoMount, fmt.Sprintf("mount volume %s at %s with subPath: bin (deploy/job-image-volume-example.yaml), or run %s", v, inject.MountPath, strings.Join(at, " or ")),
+				"runs %s, but image volume %s shows the koordinator image's /bin/koordinator at %s", c.Command[0], v, strings.Join(at, " and "))
+		} else if v != "" {
 			at := installedAt(ps, v)
 			switch {
 			case at < 0:
@@ -129,6 +141,15 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			longestDelay, delayed = s.StopDelay, c.Name
 		}
 	}
+	if len(stateVolumes) > 1 {
+		var split []string
+		for v, cs := range stateVolumes {
+			split = append(split, fmt.Sprintf("%s (%s)", v, strings.Join(cs, ", ")))
+		}
+		slices.Sort(split)
+		add("", RuleStateDir, "point every container's KOORDINATOR_STATE_DIR at one emptyDir",
+			"the containers keep their state files in different volumes, %s, so they do not see each other's exits", strings.Join(split, " and "))
+	}
 	for _, v := range uninstalled {
 		add("", RuleNoInstaller, fmt.Sprintf("add the init container of deploy/job-example.yaml (image %s, args [%s]) mounting volume %s", inject.DefaultImage, inject.MountPath, v),
 			"koordinator runs from volume %s, but no init container installs it there", v)
@@ -170,6 +191,77 @@ func binaryVolume(c *corev1.Container, add func(c, rule, fix, format string, arg
 	add(c.Name, RuleNoMount, fmt.Sprintf("add volumeMounts: [{name: %s, mountPath: %s}]", inject.VolumeName, dir),
 		"runs %s but mounts no volume at %s, so the binary is not there", c.Command[0], dir)
 	return ""
+}
+
+// isImageVolume reports whether the pod's volume is an image volume of the koordinator image.
+func isImageVolume(ps *corev1.PodSpec, name string) bool {
+	for _, v := range ps.Volumes {
+		if v.Name == name {
+			return v.Image != nil && strings.Contains(v.Image.Reference, "koordinator")
+		}
+	}
+	return false
+}
+
+// imageVolumeBinaries returns where the container sees the koordinator image's /bin/koordinator
+// through its mounts of image volumes of that image: <mountPath>/bin/koordinator without
+// subPath, <mountPath>/koordinator with subPath bin.
+func imageVolumeBinaries(ps *corev1.PodSpec, c *corev1.Container) []string {
+	const inImage = "bin/koordinator" // inject.ImageBinaryPath, relative to the image's root
+	var out []string
+	for _, m := range c.VolumeMounts {
+		if !isImageVolume(ps, m.Name) || m.SubPathExpr != "" {
+			continue
+		}
+		switch sub := strings.Trim(path.Clean("/"+m.SubPath), "/"); {
+		case sub == "":
+			out = append(out, path.Join(m.MountPath, inImage))
+		case sub == inImage:
+			out = append(out, path.Clean(m.MountPath))
+		case strings.HasPrefix(inImage, sub+"/"):
+			out = append(out, path.Join(m.MountPath, strings.TrimPrefix(inImage, sub+"/")))
+		}
+	}
+	return out
+}
+
+// stateVolume returns the volume a container that runs koordinator from a (read-only) image
+// volume keeps the pod-local channel in: the one mounted, writable, at KOORDINATOR_STATE_DIR.
+// Otherwise it adds a finding; ok=false also when the value comes from valueFrom.
+func stateVolume(ps *corev1.PodSpec, c *corev1.Container, add func(c, rule, fix, format string, args ...any)) (string, bool) {
+	const fix = "set KOORDINATOR_STATE_DIR to the mountPath of an emptyDir that every coordinated container mounts (deploy/job-image-volume-example.yaml)"
+	var env *corev1.EnvVar
+	for i := range c.Env {
+		if c.Env[i].Name == "KOORDINATOR_STATE_DIR" {
+			env = &c.Env[i]
+		}
+	}
+	switch {
+	case env != nil && env.ValueFrom != nil:
+		return "", false
+	case env == nil || env.Value == "":
+		add(c.Name, RuleStateDir, fix,
+			"runs koordinator from a read-only image volume without KOORDINATOR_STATE_DIR, so its state files (the pod-local channel) cannot be written next to the binary")
+		return "", false
+	case !path.IsAbs(env.Value):
+		add(c.Name, RuleStateDir, fix, "KOORDINATOR_STATE_DIR %q is not an absolute path; koordinator refuses it", env.Value)
+		return "", false
+	}
+	dir := path.Clean(env.Value)
+	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) != dir {
+			continue
+		}
+		for _, v := range ps.Volumes {
+			if v.Name == m.Name && !m.ReadOnly && v.Image == nil && v.ConfigMap == nil && v.Secret == nil && v.DownwardAPI == nil && v.Projected == nil {
+				return m.Name, true
+			}
+		}
+		add(c.Name, RuleStateDir, fix, "KOORDINATOR_STATE_DIR %s is volume %s, which is not writable", dir, m.Name)
+		return "", false
+	}
+	add(c.Name, RuleStateDir, fix, "KOORDINATOR_STATE_DIR %s is not where the container mounts a volume, so the other containers do not see its state files", dir)
+	return "", false
 }
 
 // installedAt returns the index of the first init container that installs koordinator into

@@ -38,10 +38,10 @@ func TestExampleIsClean(t *testing.T) {
 	}
 }
 
-// The other examples are clean too: a stopper run from the koordinator image, and wrappers
-// that never use the API (no ServiceAccount needed).
+// The other examples are clean too: a stopper run from the koordinator image, wrappers that
+// never use the API (no ServiceAccount needed), and the binary from an image volume.
 func TestOtherExamplesAreClean(t *testing.T) {
-	for _, f := range []string{"job-mesh-example.yaml", "job-no-rbac-example.yaml"} {
+	for _, f := range []string{"job-mesh-example.yaml", "job-no-rbac-example.yaml", "job-image-volume-example.yaml"} {
 		b, err := os.ReadFile("../../deploy/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -172,5 +172,87 @@ func TestInitContainerMayWaitForEarlierOnes(t *testing.T) {
 	setSpec(&ps.Containers[0], `{"stopDeps": ["main", "migrate"], "stopDelay": "1s"}`)
 	if f := Template(tmpl); len(f) != 0 {
 		t.Errorf("%+v", f)
+	}
+}
+
+// imageVolumeExample is the pod template of deploy/job-image-volume-example.yaml.
+func imageVolumeExample(t *testing.T) corev1.PodTemplateSpec {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/job-image-volume-example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job batchv1.Job
+	if err := yaml.UnmarshalStrict(b, &job); err != nil {
+		t.Fatal(err)
+	}
+	return job.Spec.Template
+}
+
+func setEnv(c *corev1.Container, name, value string) {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i].Value = value
+		}
+	}
+}
+
+// The binary from an image volume: the mount must show it where the command runs it, and the
+// state files need a writable folder that every container shares.
+func TestImageVolumeRules(t *testing.T) {
+	tests := []struct {
+		rule, container, message string // rule "" means clean
+		change                   func(ps *corev1.PodSpec)
+	}{
+		{"", "", "", func(ps *corev1.PodSpec) {
+			// Without subPath, running /koordinator/bin/koordinator is as good.
+			for i := range ps.Containers {
+				c := &ps.Containers[i]
+				c.Command[0] = "/koordinator/bin/koordinator"
+				c.VolumeMounts[0].SubPath = ""
+			}
+		}},
+		{RuleNoMount, "main", "image volume koordinator shows the koordinator image's /bin/koordinator at /koordinator/bin/koordinator", func(ps *corev1.PodSpec) {
+			ps.Containers[1].VolumeMounts[0].SubPath = ""
+		}},
+		{RuleStateDir, "main", "without KOORDINATOR_STATE_DIR", func(ps *corev1.PodSpec) {
+			ps.Containers[1].Env = ps.Containers[1].Env[:1]
+		}},
+		{RuleStateDir, "main", `KOORDINATOR_STATE_DIR "koordinator-state" is not an absolute path`, func(ps *corev1.PodSpec) {
+			setEnv(&ps.Containers[1], "KOORDINATOR_STATE_DIR", "koordinator-state")
+		}},
+		{RuleStateDir, "main", "KOORDINATOR_STATE_DIR /tmp is not where the container mounts a volume", func(ps *corev1.PodSpec) {
+			setEnv(&ps.Containers[1], "KOORDINATOR_STATE_DIR", "/tmp")
+		}},
+		{RuleStateDir, "main", "KOORDINATOR_STATE_DIR /koordinator-state is volume koordinator-state, which is not writable", func(ps *corev1.PodSpec) {
+			ps.Containers[1].VolumeMounts[1].ReadOnly = true
+		}},
+		{RuleStateDir, "", "different volumes, koordinator-state (proxy) and other-state (main)", func(ps *corev1.PodSpec) {
+			ps.Volumes = append(ps.Volumes, corev1.Volume{Name: "other-state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			ps.Containers[1].VolumeMounts[1].Name = "other-state"
+		}},
+		{RuleNoInstaller, "", "no init container installs it there", func(ps *corev1.PodSpec) {
+			ps.Volumes[0].VolumeSource = corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rule+"/"+tt.message, func(t *testing.T) {
+			tmpl := imageVolumeExample(t)
+			tt.change(&tmpl.Spec)
+			fs := Template(tmpl)
+			if tt.rule == "" {
+				if len(fs) != 0 {
+					t.Errorf("want no finding, got %+v", fs)
+				}
+				return
+			}
+			if len(fs) != 1 {
+				t.Fatalf("want one finding, got %+v", fs)
+			}
+			f := fs[0]
+			if f.Rule != tt.rule || f.Container != tt.container || !strings.Contains(f.Message, tt.message) || f.Fix == "" {
+				t.Errorf("got %+v, want rule %s container %q message containing %q", f, tt.rule, tt.container, tt.message)
+			}
+		})
 	}
 }

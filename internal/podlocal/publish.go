@@ -89,9 +89,19 @@ func (p *Publisher) Path() string { return filepath.Join(Dir(p.folder), p.state.
 // Instance is this wrapper's random instance id.
 func (p *Publisher) Instance() string { return p.state.Instance }
 
-// Started publishes that the child runs as pid since at.
+// Started publishes that the child runs as pid since at. After Restarting it counts a restart.
 func (p *Publisher) Started(pid int, at time.Time) error {
+	if p.state.Restarting {
+		p.state.Restarting, p.state.ExitCode, p.state.ExitedAt = false, 0, time.Time{}
+		p.state.Restarts++
+	}
 	p.state.Pid, p.state.StartedAt = pid, at
+	return p.write()
+}
+
+// Restarting publishes that the child exited with code at at and will be started again.
+func (p *Publisher) Restarting(code int, at time.Time) error {
+	p.state.Restarting, p.state.ExitCode, p.state.ExitedAt = true, code, at
 	return p.write()
 }
 

@@ -15,11 +15,14 @@
 //
 //	{"container":"main","instance":"5f0c…","state":"running","pid":12,"startedAt":"2026-11-22T20:50:00.123456789Z"}
 //	{"container":"main","instance":"5f0c…","state":"exited","pid":12,"startedAt":"…","exitCode":0,"exitedAt":"…"}
+//	{"container":"main","instance":"5f0c…","state":"restarting","pid":12,"startedAt":"…","exitCode":1,"exitedAt":"…"}
 //
 // instance is a random id per wrapper process (a container instance); exitCode is the code the
 // container itself exits with (koordinator's own exit code, which is what the kubelet's restart
 // rules look at); terminating is true when the wrapper had received SIGTERM or SIGINT before its
-// child exited, i.e. the kubelet was stopping the container. A wrapper that exits without ever
+// child exited, i.e. the kubelet was stopping the container. "restarting" is a child that exited
+// while its wrapper stays and starts it again (the spec's restartChild): the container has not
+// exited, and its next "running" has restarts one higher. A wrapper that exits without ever
 // starting its child (a SIGTERM while it waits, a configuration error) publishes "exited" without
 // pid and startedAt. No fsync: the readers are processes of the same pod reading the same page
 // cache, a torn file after a node crash is ignored as malformed, and fsync on a disk-backed
@@ -47,8 +50,9 @@ const DirName = ".state"
 const MaxFileSize = 4096
 
 const (
-	phaseRunning = "running"
-	phaseExited  = "exited"
+	phaseRunning    = "running"
+	phaseExited     = "exited"
+	phaseRestarting = "restarting"
 )
 
 // State is what one wrapper says about its child.
@@ -58,8 +62,12 @@ type State struct {
 	Pid       int       // the child's pid; 0 when it never started
 	StartedAt time.Time // when the child started; zero when it never started
 	Exited    bool      // the child has exited (or will never start) and the wrapper is ending
-	ExitCode  int       // the container's exit code, when Exited
-	ExitedAt  time.Time // when Exited
+	ExitCode  int       // the container's exit code, when Exited; the child's, when Restarting
+	ExitedAt  time.Time // when Exited or Restarting
+	// Restarting: the child exited, but the wrapper starts it again; the container runs on.
+	Restarting bool
+	Restarts   int // how often the wrapper has started its child again
+
 	// Terminating: the wrapper had received SIGTERM/SIGINT before the exit. The kubelet was
 	// stopping the container (deletion, eviction, a failed probe, a changed spec), so whether it
 	// runs again does not follow from the exit code.
@@ -76,17 +84,21 @@ type wire struct {
 	ExitCode    *int      `json:"exitCode,omitempty"`
 	ExitedAt    time.Time `json:"exitedAt,omitzero"`
 	Terminating bool      `json:"terminating,omitempty"`
+	Restarts    int       `json:"restarts,omitempty"`
 }
 
 // Marshal encodes s as a state file's content. It refuses a State that Parse would reject.
 func Marshal(s State) ([]byte, error) {
 	w := wire{
 		Container: s.Container, Instance: s.Instance, State: phaseRunning,
-		Pid: s.Pid, StartedAt: s.StartedAt.UTC(), Terminating: s.Terminating,
+		Pid: s.Pid, StartedAt: s.StartedAt.UTC(), Terminating: s.Terminating, Restarts: s.Restarts,
 	}
-	if s.Exited {
+	if s.Exited || s.Restarting {
 		code := s.ExitCode
 		w.State, w.ExitCode, w.ExitedAt = phaseExited, &code, s.ExitedAt.UTC()
+		if s.Restarting && !s.Exited {
+			w.State = phaseRestarting
+		}
 	}
 	if err := w.check(s.Container); err != nil {
 		return nil, err
@@ -110,6 +122,7 @@ func Parse(name string, b []byte) (State, error) {
 	s := State{
 		Container: w.Container, Instance: w.Instance, Pid: w.Pid, StartedAt: w.StartedAt,
 		Exited: w.State == phaseExited, ExitedAt: w.ExitedAt, Terminating: w.Terminating,
+		Restarting: w.State == phaseRestarting, Restarts: w.Restarts,
 	}
 	if w.ExitCode != nil {
 		s.ExitCode = *w.ExitCode
@@ -128,6 +141,8 @@ func (w *wire) check(name string) error {
 		return errors.New("instance missing or longer than 64 bytes")
 	case w.Pid < 0:
 		return fmt.Errorf("negative pid %d", w.Pid)
+	case w.Restarts < 0:
+		return fmt.Errorf("negative restarts %d", w.Restarts)
 	case (w.Pid == 0) != w.StartedAt.IsZero():
 		return errors.New("pid and startedAt must be given together")
 	}
@@ -136,12 +151,15 @@ func (w *wire) check(name string) error {
 		if w.Pid == 0 || w.ExitCode != nil || !w.ExitedAt.IsZero() {
 			return errors.New(`state "running" needs pid and startedAt and no exitCode or exitedAt`)
 		}
-	case phaseExited:
+	case phaseExited, phaseRestarting:
 		if w.ExitCode == nil || *w.ExitCode < 0 || *w.ExitCode > 255 || w.ExitedAt.IsZero() {
-			return errors.New(`state "exited" needs exitCode (0-255) and exitedAt`)
+			return fmt.Errorf("state %q needs exitCode (0-255) and exitedAt", w.State)
+		}
+		if w.State == phaseRestarting && w.Pid == 0 {
+			return errors.New(`state "restarting" needs the pid and startedAt of the child that exited`)
 		}
 	default:
-		return fmt.Errorf(`state %q is neither "running" nor "exited"`, w.State)
+		return fmt.Errorf(`state %q is none of "running", "exited" and "restarting"`, w.State)
 	}
 	return nil
 }

@@ -41,6 +41,9 @@ type Spec struct {
 	StopSignal       syscall.Signal // sent to the child's process group to stop it
 	StopTimeout      time.Duration  // SIGKILL this long after StopSignal; 0 means right after it
 	StopAction       *StopAction    // the request made in place of StopSignal; nil: none
+	// RestartChild: "OnFailure" or "Always" starts a child that exited again, inside the
+	// running container, while the stop condition does not hold; "" (written "Never"): never.
+	RestartChild string
 
 	TerminatedByStopDepExitCode int // exit code when the child ended after a stop because of stopDeps
 	KilledByStopDepExitCode     int // exit code when that stop needed SIGKILL
@@ -119,6 +122,17 @@ var fields = []field{
 			return errorf(k, "%q must be \"Never\" or \"OnFailure\" (the pod's restartPolicy; under Always nothing exits for good), not %s", k, truncate(string(r)))
 		}
 		s.PodRestartPolicy = v
+		return nil
+	}},
+	{key: "restartChild", decode: func(s *Spec, k string, r json.RawMessage) error {
+		v, ok := stringValue(r)
+		switch {
+		case ok && v == "Never":
+		case ok && (v == "OnFailure" || v == "Always"):
+			s.RestartChild = v
+		default:
+			return errorf(k, "%q must be \"Never\", \"OnFailure\" or \"Always\", not %s", k, truncate(string(r)))
+		}
 		return nil
 	}},
 	{key: "probeInterval", decode: func(s *Spec, k string, r json.RawMessage) (err error) {
@@ -465,6 +479,7 @@ type wireSpec struct {
 	ProbeInterval               string `json:"probeInterval"`
 	API                         *bool  `json:"api,omitempty"`
 	PodRestartPolicy            string `json:"podRestartPolicy,omitempty"`
+	RestartChild                string `json:"restartChild,omitempty"`
 	StopSignal                  any    `json:"stopSignal"`
 	StopTimeout                 string `json:"stopTimeout"`
 	StopAction                  any    `json:"stopAction,omitempty"`
@@ -497,6 +512,7 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	if a := s.StopAction; a != nil {
 		w.StopAction = map[string]string{HTTP: a.String()}
 	}
+	w.RestartChild = s.RestartChild
 	if s.NoAPI {
 		no := false
 		w.API, w.PodRestartPolicy = &no, s.PodRestartPolicy

@@ -114,6 +114,8 @@ func TestParse(t *testing.T) {
 		{"without the API, OnFailure", `{"stopDeps":["main"],"podRestartPolicy":"OnFailure","api":false}`,
 			with(func(s *Spec) { s.NoAPI, s.PodRestartPolicy, s.StopDeps = true, "OnFailure", []string{"main"} })},
 		{"api true is the default", `{"api":true}`, Default()},
+		{"restartChild", `{"restartChild":"OnFailure"}`, with(func(s *Spec) { s.RestartChild = "OnFailure" })},
+		{"restartChild Never is the default", `{"restartChild":"Never"}`, Default()},
 		{"IPv6 and a host name", `{"startDeps":[{"tcp":"[::1]:80"},{"tcp":"localhost:8080"}]}`,
 			with(func(s *Spec) { s.LocalStartDeps = []LocalDep{{TCP, "[::1]:80"}, {TCP, "localhost:8080"}} })},
 		{"Rust koordinator README", `{"startDeps":["cloud-sql-proxy"],"stopDelay":"10s"}`,
@@ -187,6 +189,7 @@ func TestParseErrors(t *testing.T) {
 		{"stop action by name", `{"stopAction":{"http":"POST http://istio:15020/quitquitquit"}}`, "stopAction", []string{`whose host is not this pod's loopback`}},
 		{"stop action https", `{"stopAction":{"http":"POST https://127.0.0.1/quit"}}`, "stopAction", []string{`which is not an http:// URL`}},
 
+		{"restartChild unknown", `{"restartChild":"always"}`, "restartChild", []string{`"restartChild" must be "Never", "OnFailure" or "Always", not "always"`}},
 		{"api not a boolean", `{"api":"no"}`, "api", []string{`"api" must be true or false, not a string`}},
 		{"container start dep without the API", `{"api":false,"startDeps":["proxy"]}`, "api", []string{`with "api": false, "proxy" in startDeps cannot be checked: readiness comes only from the API`}},
 		{"optional without the API", `{"api":false,"stopDeps":[{"name":"a","optional":true}]}`, "api", []string{`whether the pod has "a" cannot be known`}},
@@ -412,6 +415,7 @@ func TestMarshalJSON(t *testing.T) {
 		`{"startDeps":[{"tcp":"[::1]:1"},{"name":"a","optional":true},"b"],"stopDeps":["b",{"name":"c","optional":true}],"probeInterval":"1s"}`,
 		`{"stopDeps":["main"],"stopAction":{"http":"POST http://localhost:15000/quitquitquit"}}`,
 		`{"api":false,"stopDeps":["main"],"podRestartPolicy":"OnFailure"}`,
+		`{"stopDeps":["main"],"restartChild":"Always"}`,
 	} {
 		s, err := Parse([]byte(in))
 		if err != nil {
