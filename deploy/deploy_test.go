@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -128,6 +129,35 @@ func TestNoRBACExample(t *testing.T) {
 	}
 }
 
+// The Job with the binary from an image volume: the containers run as in job-example.yaml; only
+// the volumes, the mounts and the state folder differ.
+func TestImageVolumeExample(t *testing.T) {
+	var job, plain batchv1.Job
+	decode(t, documents(t, "job-image-volume-example.yaml")["Job"], &job)
+	decode(t, documents(t, "job-example.yaml")["Job"], &plain)
+	checkPodTemplate(t, job.Spec.Template)
+	ps := job.Spec.Template.Spec
+	for _, v := range ps.Volumes {
+		if v.Image != nil && (v.Image.Reference != plain.Spec.Template.Spec.InitContainers[0].Image || v.Image.PullPolicy != corev1.PullIfNotPresent) {
+			t.Errorf("image volume %s: %+v, want the image of job-example.yaml's init container, pullPolicy IfNotPresent", v.Name, v.Image)
+		}
+	}
+	if len(ps.Containers) != len(plain.Spec.Template.Spec.Containers) {
+		t.Fatalf("%d containers, job-example.yaml has %d", len(ps.Containers), len(plain.Spec.Template.Spec.Containers))
+	}
+	for i, c := range ps.Containers {
+		want := plain.Spec.Template.Spec.Containers[i]
+		got := c.DeepCopy()
+		got.VolumeMounts, want.VolumeMounts = nil, nil
+		got.Env = slices.DeleteFunc(got.Env, func(e corev1.EnvVar) bool { return e.Name == "KOORDINATOR_STATE_DIR" })
+		a, _ := yaml.Marshal(got)
+		b, _ := yaml.Marshal(want)
+		if !bytes.Equal(a, b) {
+			t.Errorf("container %s differs from job-example.yaml's beyond mounts and KOORDINATOR_STATE_DIR:\n%s\nvs\n%s", c.Name, a, b)
+		}
+	}
+}
+
 func parseSpec(t *testing.T, c corev1.Container) spec.Spec {
 	t.Helper()
 	var raw string
@@ -161,7 +191,8 @@ func TestCronJobExample(t *testing.T) {
 }
 
 // checkPodTemplate checks what a user relies on: the init container installs the binary into
-// the emptyDir, every wrapped container mounts it, specs parse, the dependencies name real
+// the emptyDir (or an image volume of the koordinator image holds it), every wrapped container
+// mounts it, specs parse, the dependencies name real
 // containers, and a container whose spec uses the API has the podinfo volume and the
 // ServiceAccount of rbac.yaml.
 func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
@@ -174,18 +205,34 @@ func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 		volumes[v.Name] = v
 	}
 
-	if len(ps.InitContainers) != 1 {
-		t.Fatalf("want one init container installing the binary, got %d", len(ps.InitContainers))
+	// The binary comes from an image volume of the koordinator image, or else an init container
+	// installs it into an emptyDir.
+	binVolume, fromImage := "", false
+	for _, v := range ps.Volumes {
+		if v.Image != nil && strings.Contains(v.Image.Reference, "koordinator") {
+			binVolume, fromImage = v.Name, true
+		}
 	}
-	install := ps.InitContainers[0]
-	if !strings.Contains(install.Image, "koordinator") || !slices.Equal(install.Args, []string{"/koordinator"}) || len(install.Command) != 0 {
-		t.Errorf("init container must run the koordinator image with args [/koordinator], got image %q command %v args %v",
-			install.Image, install.Command, install.Args)
+	if fromImage {
+		if len(ps.InitContainers) != 0 {
+			t.Errorf("the binary comes from image volume %s: want no init container, got %d", binVolume, len(ps.InitContainers))
+		}
+	} else {
+		if len(ps.InitContainers) != 1 {
+			t.Fatalf("want one init container installing the binary, got %d", len(ps.InitContainers))
+		}
+		install := ps.InitContainers[0]
+		if !strings.Contains(install.Image, "koordinator") || !slices.Equal(install.Args, []string{"/koordinator"}) || len(install.Command) != 0 {
+			t.Errorf("init container must run the koordinator image with args [/koordinator], got image %q command %v args %v",
+				install.Image, install.Command, install.Args)
+		}
+		var ok bool
+		binVolume, ok = mountOf(install, "/koordinator")
+		if !ok || volumes[binVolume].EmptyDir == nil {
+			t.Fatalf("init container must mount an emptyDir at /koordinator")
+		}
 	}
-	binVolume, ok := mountOf(install, "/koordinator")
-	if !ok || volumes[binVolume].EmptyDir == nil {
-		t.Fatalf("init container must mount an emptyDir at /koordinator")
-	}
+	stateVolumes := map[string]bool{}
 
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "example", Namespace: "default"}, Spec: ps}
 	wrapped := 0
@@ -196,6 +243,9 @@ func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 		wrapped++
 		if v, ok := mountOf(c, "/koordinator"); !ok || v != binVolume {
 			t.Errorf("%s: runs koordinator but does not mount %s at /koordinator", c.Name, binVolume)
+		}
+		if fromImage {
+			stateVolumes[checkImageVolumeMounts(t, c, volumes)] = true
 		}
 		sp := parseSpec(t, c)
 		if sp.NeedsAPI() {
@@ -221,6 +271,42 @@ func checkPodTemplate(t *testing.T, tmpl corev1.PodTemplateSpec) {
 	if wrapped < 2 {
 		t.Errorf("want a sidecar and a main container wrapped by koordinator, got %d", wrapped)
 	}
+	if fromImage && len(stateVolumes) != 1 {
+		t.Errorf("every wrapped container must keep its state in the same volume, got %v", stateVolumes)
+	}
+}
+
+// checkImageVolumeMounts checks a container that runs koordinator from an image volume: the
+// image's /bin shows at /koordinator (subPath bin, read-only anyway), so the binary is at
+// /koordinator/koordinator; and KOORDINATOR_STATE_DIR names the absolute mount path of a
+// writable emptyDir, since nothing can be written next to the binary. It returns that emptyDir.
+func checkImageVolumeMounts(t *testing.T, c corev1.Container, volumes map[string]corev1.Volume) string {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/koordinator" && (m.SubPath != "bin" || m.SubPathExpr != "") {
+			t.Errorf("%s: mounts the koordinator image at /koordinator with subPath %q, want bin (the image holds /bin/koordinator)", c.Name, m.SubPath)
+		}
+	}
+	dir := ""
+	for _, e := range c.Env {
+		if e.Name == "KOORDINATOR_STATE_DIR" {
+			dir = e.Value
+		}
+	}
+	if !path.IsAbs(dir) {
+		t.Errorf("%s: KOORDINATOR_STATE_DIR %q, want the absolute path of a writable emptyDir", c.Name, dir)
+		return ""
+	}
+	for _, m := range c.VolumeMounts {
+		if path.Clean(m.MountPath) == path.Clean(dir) {
+			if volumes[m.Name].EmptyDir == nil || m.ReadOnly || m.SubPath != "" || m.SubPathExpr != "" {
+				t.Errorf("%s: KOORDINATOR_STATE_DIR %s is volume %s, want a whole, writable emptyDir", c.Name, dir, m.Name)
+			}
+			return m.Name
+		}
+	}
+	t.Errorf("%s: KOORDINATOR_STATE_DIR %s is not a mount path", c.Name, dir)
+	return ""
 }
 
 // checkAPIAccess checks what a container whose spec uses the API needs: the ServiceAccount of
