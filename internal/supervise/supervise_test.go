@@ -807,7 +807,7 @@ func BenchmarkStart(b *testing.B) {
 			pid, err := syscall.ForkExec(path, []string{"true"}, &syscall.ProcAttr{
 				Env:   os.Environ(),
 				Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
-				Sys:   &syscall.SysProcAttr{Setpgid: true},
+				Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 			})
 			total += time.Since(t0)
 			if err != nil {
