@@ -1,7 +1,8 @@
 package main
 
 // Black-box tests of the built binary as a real process, with real signals, without the API
-// (empty spec): what a user sees when koordinator is PID 1 of a container.
+// (empty spec): what a user sees when koordinator is PID 1 of a container. Exit codes, signals,
+// reaping and the terminal, in each way koordinator meets its child, are in pid1_suite_test.go.
 
 import (
 	"bytes"
@@ -107,24 +108,6 @@ func waitFile(t *testing.T, path string) string {
 	}
 }
 
-func TestExitCodePassthrough(t *testing.T) {
-	for _, code := range []int{0, 1, 3, 125, 126, 127, 128, 255} {
-		got, _, stderr := runKoordinator(t, nil, "sh", "-c", "exit "+strconv.Itoa(code))
-		if got != code {
-			t.Errorf("child exit %d: koordinator exited %d; stderr:\n%s", code, got, stderr)
-		}
-	}
-}
-
-func TestSignalDeathIs128PlusN(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGSEGV, syscall.SIGUSR2} {
-		got, _, _ := runKoordinator(t, nil, "sh", "-c", fmt.Sprintf("kill -%d $$", sig))
-		if want := 128 + int(sig); got != want {
-			t.Errorf("child killed by %v: exit %d, want %d", sig, got, want)
-		}
-	}
-}
-
 func TestCommandNotFoundOrNotExecutable(t *testing.T) {
 	if code, _, stderr := runKoordinator(t, nil, "no-such-command-koordinator"); code != 127 {
 		t.Errorf("missing command: exit %d, want 127; stderr:\n%s", code, stderr)
@@ -138,94 +121,9 @@ func TestCommandNotFoundOrNotExecutable(t *testing.T) {
 	}
 }
 
-func TestSignalsAreForwarded(t *testing.T) {
-	dir := t.TempDir()
-	script := `for s in HUP USR1 URG QUIT PIPE; do trap "echo $s >> $DIR/got" $s; done
-trap 'echo TERM >> $DIR/got; exit 0' TERM
-echo ready > $DIR/ready
-while :; do sleep 1 & wait $!; done`
-	p := startKoordinator(t, []string{"DIR=" + dir}, "sh", "-c", script)
-	waitFile(t, filepath.Join(dir, "ready"))
-	got := filepath.Join(dir, "got")
-	for _, sig := range []syscall.Signal{syscall.SIGURG, syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGQUIT} {
-		if err := p.cmd.Process.Signal(sig); err != nil {
-			t.Fatal(err)
-		}
-		if sig == syscall.SIGURG || sig == syscall.SIGPIPE {
-			// SIGURG is the Go runtime's own; SIGPIPE is what koordinator's own writes to a
-			// closed socket raise in it. Neither is forwarded (checked below), and koordinator
-			// lives on.
-			continue
-		}
-		name := strings.TrimPrefix(sigName(sig), "SIG")
-		end := time.Now().Add(deadline)
-		for !strings.Contains(readFile(got), name) {
-			if time.Now().After(end) {
-				t.Fatalf("%v not forwarded; child saw %q", sig, readFile(got))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := p.wait(); code != 0 {
-		t.Errorf("exit %d after SIGTERM, want the child's 0; stderr:\n%s", code, p.stderr.String())
-	}
-	if lines := readFile(got); lines != "HUP\nUSR1\nQUIT\nTERM\n" {
-		t.Errorf("child saw signals %q, want HUP USR1 QUIT TERM (and never URG or PIPE)", lines)
-	}
-}
-
-func sigName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGQUIT:
-		return "SIGQUIT"
-	}
-	return s.String()
-}
-
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
-}
-
-func TestOrphansReapedAndCodeExact(t *testing.T) {
-	p := startKoordinator(t, nil, "sh", "-c", `for i in $(seq 200); do (sleep 0.2 &); done; exit 3`)
-	pid := p.cmd.Process.Pid
-	if code := p.wait(); code != 3 {
-		t.Fatalf("exit %d, want 3; stderr:\n%s", code, p.stderr.String())
-	}
-	if z := zombiesOf(pid); len(z) > 0 {
-		t.Errorf("%d zombies left with koordinator as parent", len(z))
-	}
-}
-
-// zombiesOf lists zombie processes whose parent is ppid.
-func zombiesOf(ppid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+2:])
-		f := strings.Fields(rest)
-		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(ppid) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 func TestLeftoversDrained(t *testing.T) {
@@ -264,35 +162,6 @@ func TestSIGTERMWithoutDepsStopsChild(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(); code != 143 {
 		t.Errorf("exit %d, want 143 (child killed by SIGTERM)", code)
-	}
-}
-
-func TestAsPID1(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a PID namespace (run make test as root, or in CI)")
-	}
-	cmd := exec.Command(binary, "sh", "-c", `[ $PPID = 1 ] || exit 99; for i in $(seq 200); do (sleep 0.2 &); done; sleep 0.5 & exit 42`)
-	cmd.Env = cleanEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot create a PID namespace here: %v", err)
-	}
-	pid := cmd.Process.Pid
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(deadline):
-		_ = cmd.Process.Kill()
-		t.Fatalf("koordinator as PID 1 did not exit; stderr:\n%s", stderr.String())
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 42 {
-		t.Errorf("as PID 1: exit %d, want 42; stderr:\n%s", code, stderr.String())
-	}
-	if z := zombiesOf(pid); len(z) > 0 {
-		t.Errorf("%d zombies left", len(z))
 	}
 }
 

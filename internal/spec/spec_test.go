@@ -77,6 +77,8 @@ func TestParse(t *testing.T) {
 		{"stopSignal SIGWINCH (httpd)", `{"stopSignal":"SIGWINCH"}`, with(func(s *Spec) { s.StopSignal = 28 })},
 		{"stopSignal alias POLL", `{"stopSignal":"POLL"}`, with(func(s *Spec) { s.StopSignal = 29 })},
 		{"stopSignal real-time", `{"stopSignal":64}`, with(func(s *Spec) { s.StopSignal = 64 })},
+		// koordinator cannot catch 34, but it can send it: glibc programs know it as SIGRTMIN.
+		{"stopSignal 34", `{"stopSignal":34}`, with(func(s *Spec) { s.StopSignal = 34 })},
 		{"termSignal alias", `{"termSignal":"SIGHUP"}`, with(func(s *Spec) { s.StopSignal = syscall.SIGHUP })},
 		{"exit codes", `{"terminatedByStopDepExitCode":3,"killedByStopDepExitCode":255}`,
 			with(func(s *Spec) { s.TerminatedByStopDepExitCode = 3; s.KilledByStopDepExitCode = 255 })},

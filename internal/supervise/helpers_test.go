@@ -26,12 +26,14 @@ func TestMain(m *testing.M) {
 		os.Exit(pid1Helper())
 	case "leavegroup":
 		os.Exit(leaveGroupHelper())
+	case "foreground":
+		os.Exit(foregroundHelper())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
 	}
-	// Start reads os.Stdin to decide whether the child shares our process group (terminal)
-	// or leads its own. Pin it, so the tests do not depend on how `go test` was run; the tests
+	// Start reads os.Stdin to decide whether the child's group becomes the terminal's
+	// foreground job. Pin it, so the tests do not depend on how `go test` was run; the tests
 	// about stdin replace it themselves.
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

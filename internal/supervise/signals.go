@@ -5,24 +5,27 @@ import (
 	"syscall"
 )
 
-// Real-time signals. 32 and 33 are taken: the C library's thread cancellation and set*id
-// broadcast, and the Go runtime uses 33 for the same per-thread syscalls. So the range that can
-// be forwarded starts at 34 (the C library's SIGRTMIN); SIGRTMIN+3 is, for instance, systemd's
-// shutdown signal.
+// Real-time signals. The Go runtime keeps 32, 33 and 34 for the C library's threads and its
+// own (glibc's SIGCANCEL and SIGSETXID, musl's SIGSYNCCALL): signal.Notify cannot catch them, so
+// they cannot be forwarded, and the forwarded range starts at 35. What each does to
+// koordinator: 33 reaches the runtime's own handler, which drops it; 32 and 34 get no handler,
+// so they keep their default action and end koordinator, unless it is PID 1 (the kernel drops a
+// signal PID 1 has no handler for) or was started with them ignored. Start's Pdeathsig makes
+// the child die with koordinator rather than run on unsupervised.
 const (
-	sigRTMin = 34
-	sigRTMax = 64
+	sigRTForwarded = 35
+	sigRTMax       = 64
 )
 
 // ForwardedSignals lists every signal koordinator catches and passes on: all catchable signals
 // except SIGCHLD (the reaper's), SIGURG (the Go runtime's preemption signal), SIGPROF (the
-// runtime's profiler consumes it and never delivers it to a channel) and SIGPIPE (caught, never
-// forwarded: see CaughtSignals). SIGKILL and SIGSTOP cannot be caught. The caller registers
-// CaughtSignals with signal.Notify before it starts the child, handles SIGTERM and SIGINT itself
-// (the stop sequence) and forwards the rest of these with Child.Signal.
+// runtime's profiler consumes it and never delivers it to a channel), 32 to 34 (see above) and
+// SIGPIPE (caught, never forwarded: see CaughtSignals). SIGKILL and SIGSTOP cannot be caught.
+// The caller registers CaughtSignals with signal.Notify before it starts the child, handles
+// SIGTERM and SIGINT itself (the stop sequence) and forwards the rest of these with
+// Child.Signal. When Start makes the child the terminal's foreground job it ignores SIGTTIN and
+// SIGTTOU from then on, so those two stop arriving.
 //
-// Registering them also means the child starts with every one of them at its default
-// disposition (execve resets caught signals), even where koordinator's own parent ignored some.
 // Synchronous faults in koordinator itself (a real SIGSEGV) still crash it as usual: the Go
 // runtime only delivers signals sent with kill to the channel.
 func ForwardedSignals() []os.Signal {
@@ -34,7 +37,7 @@ func ForwardedSignals() []os.Signal {
 		syscall.SIGXFSZ, syscall.SIGVTALRM, syscall.SIGWINCH, syscall.SIGIO, syscall.SIGPWR,
 		syscall.SIGSYS,
 	}
-	for s := sigRTMin; s <= sigRTMax; s++ {
+	for s := sigRTForwarded; s <= sigRTMax; s++ {
 		sigs = append(sigs, syscall.Signal(s))
 	}
 	return sigs
@@ -45,7 +48,7 @@ func ForwardedSignals() []os.Signal {
 // server's connection as the server goes away, a log reader that has gone), and os/signal cannot
 // tell that from a SIGPIPE sent with kill: forwarded, it would kill the child (exit 141) during
 // an API outage. Caught, it leaves koordinator running (the write fails with EPIPE, which the
-// caller handles) and the child's SIGPIPE at its default.
+// caller handles).
 func CaughtSignals() []os.Signal { return append(ForwardedSignals(), caughtOnly) }
 
 // caughtOnly is the one signal of CaughtSignals that is not forwarded.

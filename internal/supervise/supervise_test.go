@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -231,6 +232,37 @@ func TestStdioPassthrough(t *testing.T) {
 	}
 	if string(got) != "hello through stdin\n" {
 		t.Errorf("stdout %q", got)
+	}
+}
+
+// The child starts with no signal blocked, whatever the mask of the thread that calls Start
+// (Go's fork hands the forking thread's mask to the child).
+func TestChildStartsWithNothingBlocked(t *testing.T) {
+	out := tempFile(t, "status")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	replaceStdio(t, &os.Stdout, f)
+	s := newSupervisor(t)
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	block := uint64(1)<<(syscall.SIGUSR1-1) | uint64(1)<<(syscall.SIGTERM-1) | uint64(1)<<(40-1)
+	var old uint64
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 0 /* SIG_BLOCK */, uintptr(unsafe.Pointer(&block)), uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+		t.Fatal(e)
+	}
+	c := start(t, s, "grep", "^SigBlk", "/proc/self/status")
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 2 /* SIG_SETMASK */, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0); e != 0 {
+		t.Fatal(e)
+	}
+	if e := waitDone(t, c); e.ExitCode() != 0 {
+		t.Fatalf("grep: %+v", e)
+	}
+	if got, _ := os.ReadFile(out); strings.TrimSpace(string(got)) != "SigBlk:\t0000000000000000" {
+		t.Errorf("the child starts with %q, want nothing blocked", got)
 	}
 }
 
@@ -474,67 +506,179 @@ func TestDrainWithoutLeftovers(t *testing.T) {
 	c.Drain(time.Hour) // the group is gone: returns at once, or the test times out
 }
 
-// With a terminal on stdin the child stays in our process group (the terminal's foreground
-// job), and every signal, Stop's SIGKILL included, goes to the child alone.
-func TestTerminalStdinSharesGroup(t *testing.T) {
+// A terminal on stdin that is not our controlling terminal (or not with our group in the
+// foreground) is no job of ours to hand over: the child leads its own group in the background,
+// and Start does not fail on it.
+func TestTerminalNotOursStaysInBackground(t *testing.T) {
 	master, slave := openPTY(t)
 	defer master.Close()
 	defer slave.Close()
 	replaceStdio(t, &os.Stdin, slave)
 	s := newSupervisor(t)
 	c := start(t, s, "/bin/sh", "-c", `trap "" TERM; exec sleep 1000`)
-	if pg, _ := syscall.Getpgid(c.Pid()); pg != syscall.Getpgrp() {
-		t.Errorf("child pgid %d, want ours %d", pg, syscall.Getpgrp())
+	if pg, _ := syscall.Getpgid(c.Pid()); pg != c.Pid() {
+		t.Errorf("child pgid %d, want its own pid %d", pg, c.Pid())
+	}
+	if signal.Ignored(syscall.SIGTTOU) {
+		t.Error("SIGTTOU ignored although the child was not made the foreground job")
 	}
 	waitExec(t, c.Pid(), "sleep")
-	if err := c.Signal(syscall.SIGCONT); err != nil {
-		t.Errorf("Signal: %v", err)
-	}
-	c.Stop(syscall.SIGTERM, 100*time.Millisecond) // would kill this test if sent to the group
+	c.Stop(syscall.SIGTERM, 100*time.Millisecond)
 	if e := c.Exit(); !e.KilledByStop || e.ExitCode() != 137 {
 		t.Errorf("got %+v", e)
 	}
-	c.Drain(time.Hour) // no group of its own: a no-op
-	if err := c.Signal(syscall.SIGTERM); err != nil {
-		t.Errorf("Signal after exit: %v", err)
+}
+
+// With stdin our controlling terminal and our group its foreground job, the child's group
+// becomes the foreground job, we ignore SIGTTIN and SIGTTOU from then on, and Drain gives the
+// terminal back. Run in a helper
+// that leads a session of its own with a pseudo-terminal as its controlling terminal; the child
+// reads a line from the terminal, which in the background would stop it (SIGTTIN).
+func TestTerminalForegroundGoesToChild(t *testing.T) {
+	master, slave := openPTY(t)
+	defer master.Close()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := tempFile(t, "report")
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=foreground", "KOORDINATOR_SUPERVISE_FILE="+report)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	read := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, master); close(read) }() // keeps the terminal's output flowing
+	defer func() { master.Close(); <-read }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The child's line, typed at once; the line discipline keeps it until the child reads.
+	if _, err := master.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err = <-done:
+	case <-time.After(deadline):
+		_ = cmd.Process.Kill()
+		<-done
+		err = errors.New("timed out (a child in the background is stopped by SIGTTIN when it reads)")
+	}
+	b, _ := os.ReadFile(report)
+	if err != nil {
+		t.Errorf("helper: %v: %s", err, b)
+	} else {
+		t.Log(strings.TrimSpace(string(b)))
 	}
 }
 
+// foregroundHelper runs as a session leader with the terminal on stdin; see
+// TestTerminalForegroundGoesToChild.
+func foregroundHelper() int {
+	say := func(format string, args ...any) {
+		_ = os.WriteFile(os.Getenv("KOORDINATOR_SUPERVISE_FILE"), fmt.Appendf(nil, format+"\n", args...), 0o644)
+	}
+	fail := func(format string, args ...any) int { say(format, args...); return 1 }
+	if !isForeground(os.Stdin.Fd()) {
+		return fail("the helper is not the terminal's foreground job")
+	}
+	s, err := New()
+	if err != nil {
+		return fail("New: %v", err)
+	}
+	defer s.Close()
+	c, err := s.Start([]string{"/bin/sh", "-c", `read -r line; [ "$line" = go ] && exit 7; exit 1`})
+	if err != nil {
+		return fail("Start: %v", err)
+	}
+	var fg int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&fg))); e != 0 || int(fg) != c.Pid() {
+		c.Stop(syscall.SIGKILL, 0)
+		return fail("foreground job %d (%v), want the child's group %d", fg, e, c.Pid())
+	}
+	if !signal.Ignored(syscall.SIGTTIN) || !signal.Ignored(syscall.SIGTTOU) {
+		c.Stop(syscall.SIGKILL, 0)
+		return fail("SIGTTIN and SIGTTOU are not ignored")
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(deadline):
+		c.Stop(syscall.SIGKILL, 0)
+		return fail("the child never read its line")
+	}
+	if e := c.Exit(); e.ExitCode() != 7 {
+		return fail("child %+v, want exit 7 (it read %q)", e, "go")
+	}
+	// From the background, with `stty tostop`, our own writes to the terminal still go through:
+	// without SIGTTOU ignored they would fail with EIO (or raise SIGTTOU, in a job-control shell).
+	var tio syscall.Termios
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdout.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); e != 0 {
+		return fail("TCGETS: %v", e)
+	}
+	tio.Lflag |= syscall.TOSTOP
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdout.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&tio))); e != 0 {
+		return fail("TCSETS: %v", e)
+	}
+	if _, err := fmt.Println("a log line from the background"); err != nil {
+		return fail("writing to the terminal from the background: %v", err)
+	}
+	// The job is over: Drain gives the terminal back.
+	c.Drain(time.Second)
+	if !isForeground(os.Stdin.Fd()) {
+		return fail("Drain did not make our group the foreground job again")
+	}
+	say("ok: the child read the terminal as its foreground job and exited 7; our writes still went through; the terminal is ours again")
+	return 0
+}
+
+// openPTY opens a new pseudo-terminal. The ioctls go through SyscallConn, not Fd, which would
+// put the master in blocking mode, where Close cannot interrupt a Read.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		t.Skipf("no pseudo-terminal: %v", err)
 	}
-	var unlock int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		m.Close()
-		t.Skipf("unlockpt: %v", e)
-	}
 	var n uint32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+	rc, err := m.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) {
+			var unlock int32
+			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+				err = fmt.Errorf("unlockpt: %w", e)
+			} else if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+				err = fmt.Errorf("ptsname: %w", e)
+			}
+		})
+	}
+	if err != nil {
 		m.Close()
-		t.Skipf("ptsname: %v", e)
+		t.Skipf("no pseudo-terminal: %v", err)
 	}
 	sl, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		m.Close()
 		t.Skipf("open pty slave: %v", err)
 	}
-	if !isTerminal(sl.Fd()) {
-		t.Fatalf("isTerminal(%s) = false", sl.Name())
-	}
 	return m, sl
 }
 
-func TestIsTerminal(t *testing.T) {
+func TestIsForeground(t *testing.T) {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if isTerminal(f.Fd()) {
-		t.Error("/dev/null is a terminal?")
+	if isForeground(f.Fd()) {
+		t.Error("/dev/null is our foreground terminal?")
+	}
+	master, slave := openPTY(t)
+	defer master.Close()
+	defer slave.Close()
+	if isForeground(slave.Fd()) {
+		t.Error("a terminal opened with O_NOCTTY is our controlling terminal?")
 	}
 }
 
@@ -596,14 +740,14 @@ func TestForwardedSignals(t *testing.T) {
 		}
 		set[s] = true
 	}
-	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGPROF, syscall.SIGPIPE, 32, 33} {
+	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGPROF, syscall.SIGPIPE, 32, 33, 34} {
 		if set[s] {
 			t.Errorf("%v (%d) must not be forwarded", s, s)
 		}
 	}
 	for _, s := range []syscall.Signal{
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1,
-		syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, 34 + 3, 64,
+		syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, 35, 64,
 	} {
 		if !set[s] {
 			t.Errorf("%v (%d) is not forwarded", s, s)
@@ -613,7 +757,7 @@ func TestForwardedSignals(t *testing.T) {
 	for n := 1; n <= 64; n++ {
 		s := syscall.Signal(n)
 		switch s {
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, syscall.SIGPIPE, 32, 33:
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, syscall.SIGPIPE, 32, 33, 34:
 			continue
 		}
 		if !set[s] {
@@ -663,7 +807,7 @@ func BenchmarkStart(b *testing.B) {
 			pid, err := syscall.ForkExec(path, []string{"true"}, &syscall.ProcAttr{
 				Env:   os.Environ(),
 				Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
-				Sys:   &syscall.SysProcAttr{Setpgid: true},
+				Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 			})
 			total += time.Since(t0)
 			if err != nil {
