@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -89,6 +90,48 @@ func TestNoRBACExample(t *testing.T) {
 	for _, l := range []ctrLog{proxy, main} {
 		if m := l.containing(`"pod":`); len(m) > 0 {
 			t.Errorf("%s logged with a pod identity, as if it had used the API: %s", l.name, m[0].Text)
+		}
+	}
+}
+
+// TestImageVolumeExample applies deploy/rbac.yaml and deploy/job-image-volume-example.yaml as
+// they are: koordinator runs from a read-only image volume of its image (no init container), and
+// the pod-local channel lives in the KOORDINATOR_STATE_DIR emptyDir. main starts once the proxy
+// is Ready; the proxy is stopped stopDelay after main's exit, which it read from main's state
+// file; the Job completes. Nothing needed to write next to the read-only binary.
+func TestImageVolumeExample(t *testing.T) {
+	parallel(t)
+	ns := newNamespace(t, "e2e-imagevol")
+	applyFile(t, ns, "deploy/rbac.yaml")
+	applyFile(t, ns, "deploy/job-image-volume-example.yaml")
+	pod := exampleSucceeded(t, ns, "koordinator-image-volume-example", 2)
+	if n := len(pod.Spec.InitContainers); n != 0 {
+		t.Errorf("%d init containers, want none", n)
+	}
+
+	proxy, main := readLog(ns, pod.Name, "proxy"), readLog(ns, pod.Name, "main")
+	ready := proxy.first(t, "proxy: ready")
+	mainReady := main.first(t, "dependency ready", "dependency", "proxy")
+	mainStarted := main.first(t, "child started")
+	mainExited := main.first(t, "child exited")
+	stop := proxy.matching("stop dependencies exited")
+	if len(stop) != 1 {
+		t.Fatalf("the proxy logged %d stop conditions, want 1; proxy log: %+v", len(stop), proxy.entries)
+	}
+	if files, _ := stop[0].Fields["fromStateFiles"].([]any); !slices.Contains(files, any("main")) {
+		t.Errorf("the proxy's stop came from %v, want main's state file (fromStateFiles %v)", stop[0].Fields["exited"], stop[0].Fields["fromStateFiles"])
+	}
+	stopping := proxy.first(t, "stopping the child")
+
+	before(t, ready, mainReady, "main saw the proxy Ready after it was ready")
+	before(t, mainReady, mainStarted, "main's child started after the proxy was Ready")
+	before(t, mainExited, stop[0].At, "the proxy's stop condition held after main exited")
+	if gap := stopping.Sub(mainExited); gap < time.Second {
+		t.Errorf("the proxy was stopped %s after main exited; want at least stopDelay (1s)", gap)
+	}
+	for _, l := range []ctrLog{proxy, main} {
+		if m := l.containing("pod-local channel"); len(m) > 0 {
+			t.Errorf("%s: %s", l.name, m[0].Text)
 		}
 	}
 }
