@@ -31,6 +31,8 @@ import (
 	"unsafe"
 
 	"github.com/koordinator-dev/koordinator/internal/supervise"
+
+	"github.com/koordinator-dev/koordinator/test/ptytest"
 )
 
 type mode string
@@ -170,7 +172,7 @@ func startProgram(t *testing.T, m mode, env []string, path string, args ...strin
 	case pipeMode:
 		k.cmd.Stdout, k.cmd.Stderr = out, out
 	case terminalMode:
-		k.term, slave = openPTY(t)
+		k.term, slave = ptytest.Open(t)
 		k.cmd.Stdin, k.cmd.Stdout, k.cmd.Stderr = slave, slave, slave
 		// A session of its own, the terminal its controlling terminal and its process group the
 		// foreground job: a container's first process under `kubectl run -it`.
@@ -393,39 +395,6 @@ func statusField(pid int, name string) string {
 func running(pid int) bool {
 	st, ok := statOf(pid)
 	return ok && st.state != 'Z'
-}
-
-// openPTY opens a new pseudo-terminal: its master side, and its slave side for the process.
-// The ioctls go through SyscallConn, not Fd, which would put the master in blocking mode, where
-// Close cannot interrupt a Read.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	var n uint32
-	rc, err := m.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			var unlock int32
-			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-				err = fmt.Errorf("unlockpt: %w", e)
-			} else if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-				err = fmt.Errorf("ptsname: %w", e)
-			}
-		})
-	}
-	if err != nil {
-		m.Close()
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Skipf("open pty slave: %v", err)
-	}
-	return m, s
 }
 
 // Every exit code 0..255 comes back as koordinator's own: 126 and 127 included, which must not be

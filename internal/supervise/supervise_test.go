@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/koordinator-dev/koordinator/test/ptytest"
 )
 
 func TestExitCodePassthrough(t *testing.T) {
@@ -510,7 +512,7 @@ func TestDrainWithoutLeftovers(t *testing.T) {
 // foreground) is no job of ours to hand over: the child leads its own group in the background,
 // and Start does not fail on it.
 func TestTerminalNotOursStaysInBackground(t *testing.T) {
-	master, slave := openPTY(t)
+	master, slave := ptytest.Open(t)
 	defer master.Close()
 	defer slave.Close()
 	replaceStdio(t, &os.Stdin, slave)
@@ -535,7 +537,7 @@ func TestTerminalNotOursStaysInBackground(t *testing.T) {
 // that leads a session of its own with a pseudo-terminal as its controlling terminal; the child
 // reads a line from the terminal, which in the background would stop it (SIGTTIN).
 func TestTerminalForegroundGoesToChild(t *testing.T) {
-	master, slave := openPTY(t)
+	master, slave := ptytest.Open(t)
 	defer master.Close()
 	self, err := os.Executable()
 	if err != nil {
@@ -633,38 +635,6 @@ func foregroundHelper() int {
 	return 0
 }
 
-// openPTY opens a new pseudo-terminal. The ioctls go through SyscallConn, not Fd, which would
-// put the master in blocking mode, where Close cannot interrupt a Read.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	var n uint32
-	rc, err := m.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			var unlock int32
-			if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-				err = fmt.Errorf("unlockpt: %w", e)
-			} else if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-				err = fmt.Errorf("ptsname: %w", e)
-			}
-		})
-	}
-	if err != nil {
-		m.Close()
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	sl, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Skipf("open pty slave: %v", err)
-	}
-	return m, sl
-}
-
 func TestIsForeground(t *testing.T) {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
@@ -674,7 +644,7 @@ func TestIsForeground(t *testing.T) {
 	if isForeground(f.Fd()) {
 		t.Error("/dev/null is our foreground terminal?")
 	}
-	master, slave := openPTY(t)
+	master, slave := ptytest.Open(t)
 	defer master.Close()
 	defer slave.Close()
 	if isForeground(slave.Fd()) {
