@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -174,5 +175,23 @@ func TestStopDepsWithoutTheAPINeedTheChannel(t *testing.T) {
 	}
 	if h.exists("started") {
 		t.Error("child started")
+	}
+}
+
+// Without the API, a state file that cannot be written is a warning: nobody else learns of
+// this container's exit (a binary on a read-only image volume without KOORDINATOR_STATE_DIR).
+func TestUnwritableChannelWithoutTheAPIIsAWarning(t *testing.T) {
+	folder := filepath.Join(t.TempDir(), "not-a-folder")
+	if err := os.WriteFile(folder, nil, 0o644); err != nil { // .state cannot be made under a file
+		t.Fatal(err)
+	}
+	sp := spec.Spec{Name: "main", NoAPI: true, PodRestartPolicy: "Never",
+		LocalStartDeps: []spec.LocalDep{{Kind: spec.File, Target: folder}}, ProbeInterval: 20 * time.Millisecond}
+	h := start(t, podWith(corev1.RestartPolicyNever, "main"), sp, `exit 0`, noAPI(t), podLocal(folder))
+	if code := h.exitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if h.logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("set KOORDINATOR_STATE_DIR").Len() != 1 {
+		t.Errorf("want one warning naming KOORDINATOR_STATE_DIR; logs:\n%s", h.dump())
 	}
 }

@@ -82,6 +82,11 @@ func (l *loop) publishFailed(err error) {
 		return
 	}
 	l.pubFailed = true
+	if l.cfg.Spec.NoAPI {
+		// Without the API the channel is all the containers that depend on this one have.
+		l.log.Warn("cannot publish on the pod-local channel, and without the API (\"api\": false) containers that depend on this one never learn of its exit: set KOORDINATOR_STATE_DIR to a writable emptyDir every coordinated container mounts", zap.Error(err))
+		return
+	}
 	msg := "cannot publish on the pod-local channel; containers that depend on this one rely on the API"
 	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
 		l.log.Debug(msg, zap.Error(err))
