@@ -2,14 +2,17 @@
 // the other containers of the same Kubernetes pod.
 //
 //	koordinator [FLAGS] [--] COMMAND [ARG...]   run COMMAND under coordination
+//	koordinator                                 with a stopAction in the spec: a stopper, no child
 //	koordinator --install DIR                   copy this executable to DIR/koordinator
 //	koordinator --check                         validate KOORDINATOR_SPEC, print the effective spec
 //	koordinator --version | --help
 //
 // Environment:
 //
-//	KOORDINATOR_SPEC           JSON spec: startDeps, stopDeps, stopDelay, startTimeout, probeInterval, stopSignal,
-//	                           stopTimeout, terminatedByStopDepExitCode, killedByStopDepExitCode, name
+//	KOORDINATOR_SPEC           JSON spec: name, startDeps, stopDeps, stopDelay, startTimeout,
+//	                           probeInterval, stopSignal, stopTimeout, stopAction, restartChild,
+//	                           api, podRestartPolicy, terminatedByStopDepExitCode,
+//	                           killedByStopDepExitCode (README: "The spec")
 //	KOORDINATOR_POD_NAME       this pod's name; else /etc/podinfo/name, POD_NAME, HOSTNAME
 //	KOORDINATOR_POD_NAMESPACE  this pod's namespace; else /etc/podinfo/namespace, POD_NAMESPACE,
 //	                           the service-account namespace file
