@@ -50,6 +50,7 @@ var modes = []mode{pipeMode, terminalMode, pid1Mode}
 const suiteChildEnv = "SUITE_CHILD"
 
 func init() {
+	startWithDefaultDispositions()
 	switch os.Getenv(suiteChildEnv) {
 	case "":
 	case "record-signals":
@@ -59,6 +60,20 @@ func init() {
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", suiteChildEnv, os.Getenv(suiteChildEnv))
 		os.Exit(2)
+	}
+}
+
+// startWithDefaultDispositions sets signals 32 and 34 back to their default action in this
+// test process when it inherited them ignored: GNU make starts its children with 32 and 33
+// ignored (make test runs this binary under make), an ignored signal is inherited through fork
+// and exec, and the Go runtime leaves 32 and 34 as it found them — so koordinator would be
+// started with 32 ignored, unlike under a container runtime, which starts it with every signal at
+// its default. 33 is the Go runtime's own and is left alone.
+func startWithDefaultDispositions() {
+	// The kernel's struct sigaction: handler (0 is SIG_DFL), flags, restorer, mask.
+	var dfl struct{ handler, flags, restorer, mask uint64 }
+	for _, sig := range []uintptr{32, 34} {
+		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
 	}
 }
 
