@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -134,4 +136,37 @@ func TestImageVolumeExample(t *testing.T) {
 			t.Errorf("%s: %s", l.name, m[0].Text)
 		}
 	}
+}
+
+// TestKustomizeExample applies deploy/ the kustomize way, once, as the README's Install section
+// does: an overlay outside the repository names deploy/ as its base and overrides the image in one
+// place (a repository named koordinator, which the test node maps to the freshly built binary), and
+// kubectl apply -k creates the RBAC and the example Job, which completes.
+func TestKustomizeExample(t *testing.T) {
+	parallel(t)
+	ns := newNamespace(t, "e2e-kustomize")
+	const image = "registry.example.com/e2e/koordinator:e2e"
+	overlay := t.TempDir()
+	base, err := filepath.Rel(overlay, filepath.Join(repoRoot, "deploy")) // kustomize takes relative paths only
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := "resources:\n  - " + base + "\nimages:\n  - name: ghcr.io/koordinator-dev/koordinator\n" +
+		"    newName: registry.example.com/e2e/koordinator\n    newTag: e2e\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "", "apply", "-k", overlay, "-n", ns)
+	pod := exampleSucceeded(t, ns, "koordinator-example", 3)
+	if got := pod.Spec.InitContainers[0].Image; got != image {
+		t.Errorf("init container image %q, want the overlay's %q", got, image)
+	}
+	for _, cs := range pod.Status.InitContainerStatuses {
+		if cs.Image != image {
+			t.Errorf("%s ran image %q, want %q", cs.Name, cs.Image, image)
+		}
+	}
+	main := readLog(ns, pod.Name, "main")
+	main.first(t, "dependency ready", "dependency", "proxy")
+	main.first(t, "child exited")
 }
