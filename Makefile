@@ -31,8 +31,8 @@ build-plugin-all: ## the kubectl plugin for every platform a krew manifest will 
 
 .PHONY: image
 image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64: bin/koordinator-image.tar (OCI layout + docker manifest.json)
-	cd hack/image && $(GO) run . -amd64 ../../bin/koordinator-linux-amd64 -arm64 ../../bin/koordinator-linux-arm64 \
-		-tag koordinator:$(VERSION) -o ../../bin/koordinator-image.tar
+	$(GO) run ./hack/image -amd64 bin/koordinator-linux-amd64 -arm64 bin/koordinator-linux-arm64 \
+		-tag koordinator:$(VERSION) -o bin/koordinator-image.tar
 
 # -count=1: the end-to-end packages build the binary themselves, which go test's cache cannot see.
 test: controlplane ## every test, with the race detector (end-to-end ones against the local control plane)
