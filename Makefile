@@ -34,6 +34,16 @@ image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64:
 	$(GO) run ./hack/image -amd64 bin/koordinator-linux-amd64 -arm64 bin/koordinator-linux-arm64 \
 		-tag koordinator:$(VERSION) -o bin/koordinator-image.tar
 
+# Checked before anything is built.
+ifneq ($(filter push,$(MAKECMDGOALS)),)
+ifeq ($(IMAGE),)
+$(error usage: make push IMAGE=registry.example.com/team/koordinator:v0.1.0)
+endif
+endif
+.PHONY: push
+push: image ## push the multi-arch image to IMAGE=REGISTRY/REPOSITORY:TAG with your docker login; prints its digest
+	$(GO) run ./hack/push -i bin/koordinator-image.tar $(IMAGE)
+
 # -count=1: the end-to-end packages build the binary themselves, which go test's cache cannot see.
 test: controlplane ## every test, with the race detector (end-to-end ones against the local control plane)
 	$(GO) test -race -count=1 -timeout 30m ./...

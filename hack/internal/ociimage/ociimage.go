@@ -367,3 +367,96 @@ func tarDir(out, dir string, epoch time.Time) error {
 	}
 	return f.Close()
 }
+
+// Open reads a tarball Write wrote (or any tar of an OCI image layout whose index.json entries all
+// name one image index): it unpacks it into a temporary folder, which cleanup removes, and returns
+// that index, the multi-arch image.
+func Open(tarPath string) (idx v1.ImageIndex, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "koordinator-image-")
+	if err != nil {
+		return nil, nil, err
+	}
+	remove := func() { os.RemoveAll(dir) }
+	defer func() {
+		if err != nil {
+			remove()
+		}
+	}()
+	if err := untar(tarPath, dir); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", tarPath, err)
+	}
+	top, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: not an OCI image layout: %w", tarPath, err)
+	}
+	im, err := top.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	var digest v1.Hash
+	for i, d := range im.Manifests {
+		if d.MediaType != types.OCIImageIndex && d.MediaType != types.DockerManifestList {
+			return nil, nil, fmt.Errorf("%s: index.json entry %d is a %s, not a multi-arch image index", tarPath, i, d.MediaType)
+		}
+		if i > 0 && d.Digest != digest {
+			return nil, nil, fmt.Errorf("%s: index.json names more than one image (%s, %s)", tarPath, digest, d.Digest)
+		}
+		digest = d.Digest
+	}
+	if len(im.Manifests) == 0 {
+		return nil, nil, fmt.Errorf("%s: index.json names no image", tarPath)
+	}
+	idx, err = top.ImageIndex(digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	return idx, remove, nil
+}
+
+// untar unpacks the regular files and folders of a tar into dir, refusing any other entry and any
+// name that would leave dir.
+func untar(tarPath, dir string) error {
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel := path.Clean(h.Name)
+		if !filepath.IsLocal(rel) {
+			return fmt.Errorf("entry %q leaves the layout", h.Name)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, tr); err != nil {
+				out.Close()
+				return err
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("entry %q: type %c, want only files and folders", h.Name, h.Typeflag)
+		}
+	}
+}

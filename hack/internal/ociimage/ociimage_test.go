@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,5 +283,41 @@ func TestDockerArch(t *testing.T) {
 	opts.DockerArch = "s390x"
 	if _, err := Write(filepath.Join(dir, "s390x.tar"), opts); err == nil {
 		t.Error("-docker-arch s390x accepted for an amd64+arm64 image")
+	}
+}
+
+// TestOpen reads back what Write wrote: the multi-arch index, whatever the number of tags; a tar
+// with an entry that leaves its folder is refused.
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "image.tar")
+	res, err := Write(out, fakeOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, cleanup, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if d, _ := idx.Digest(); d != res.Index {
+		t.Errorf("Open gives index %s, Write wrote %s", d, res.Index)
+	}
+	img, err := idx.Image(res.Images[1].Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, img, "arm64", binaryOf(fakeOptions(), "arm64"))
+
+	evil := filepath.Join(dir, "evil.tar")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644})
+	_ = tw.Close()
+	if err := os.WriteFile(evil, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(evil); err == nil || !strings.Contains(err.Error(), "leaves") {
+		t.Errorf("Open of a tar with ../escape: %v, want refused", err)
 	}
 }
