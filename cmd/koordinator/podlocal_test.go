@@ -119,3 +119,34 @@ func TestStateDir(t *testing.T) {
 		t.Errorf("relative KOORDINATOR_STATE_DIR: exit %d, want 125 and a line saying why; stderr:\n%s", code, stderr)
 	}
 }
+
+// Without the API ("api": false), two real wrappers in one folder: the proxy is stopped once
+// main's wrapper has published its exit, with no API, pod identity or Kubernetes configuration.
+func TestStopDepsWithoutTheAPIProcess(t *testing.T) {
+	bin := binaryIn(t)
+	dir := t.TempDir()
+	proxy := exec.Command(bin, "sh", "-c", `trap 'echo stopped > "$0"; exit 0' TERM; while :; do sleep 1 & wait $!; done`, filepath.Join(dir, "proxy-stopped"))
+	proxy.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"proxy","api":false,"stopDeps":["main"]}`, "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")
+	var proxyErr strings.Builder
+	proxy.Stderr = &proxyErr
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = proxy.Wait(); close(done) }()
+	t.Cleanup(func() { _ = proxy.Process.Kill(); <-done })
+
+	main := exec.Command(bin, "sh", "-c", "exit 0")
+	main.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"main"}`)
+	if out, err := main.CombinedOutput(); err != nil {
+		t.Fatalf("main: %v\n%s", err, out)
+	}
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatal("the proxy's koordinator did not exit after main's exit")
+	}
+	if code := proxy.ProcessState.ExitCode(); code != 0 || readFile(filepath.Join(dir, "proxy-stopped")) != "stopped\n" {
+		t.Errorf("proxy: exit %d, want 0 after its child was stopped; stderr:\n%s", code, proxyErr.String())
+	}
+}
