@@ -85,7 +85,7 @@ func Template(in corev1.PodTemplateSpec, opts Options) (Result, error) {
 	}
 
 	var missing []string
-	for _, c := range containers(&tmpl.Spec) {
+	for _, c := range Containers(&tmpl.Spec) {
 		w, ok := p.wants[c.Name]
 		if !ok {
 			continue
@@ -139,8 +139,8 @@ func Template(in corev1.PodTemplateSpec, opts Options) (Result, error) {
 	return res, nil
 }
 
-// containers lists pointers to the init and regular containers, in that order.
-func containers(ps *corev1.PodSpec) []*corev1.Container {
+// Containers lists pointers to the init and regular containers, in that order.
+func Containers(ps *corev1.PodSpec) []*corev1.Container {
 	var cs []*corev1.Container
 	for i := range ps.InitContainers {
 		cs = append(cs, &ps.InitContainers[i])
@@ -227,7 +227,7 @@ func ensureInstaller(ps *corev1.PodSpec, image string) error {
 			return nil
 		}
 	}
-	for _, c := range containers(ps) {
+	for _, c := range Containers(ps) {
 		if c.Name == InstallerName {
 			return fmt.Errorf("container %q exists and does not install koordinator; the init container that does needs that name: rename it", c.Name)
 		}
@@ -241,7 +241,7 @@ func ensureInstaller(ps *corev1.PodSpec, image string) error {
 // cycles, and a stop dependency on a native sidecar (one could never hold).
 func checkDeps(tmpl *corev1.PodTemplateSpec) error {
 	pod := TemplatePod(tmpl.Spec)
-	for _, c := range containers(&tmpl.Spec) {
+	for _, c := range Containers(&tmpl.Spec) {
 		e := SpecEnv(c)
 		if e == nil || e.ValueFrom != nil {
 			continue

@@ -30,7 +30,7 @@ func tmpl(ann map[string]string, restart corev1.RestartPolicy, init []corev1.Con
 
 func specOf(t *testing.T, ps corev1.PodSpec, name string) string {
 	t.Helper()
-	for _, c := range containers(&ps) {
+	for _, c := range Containers(&ps) {
 		if c.Name == name {
 			if e := SpecEnv(c); e != nil {
 				return e.Value
@@ -158,7 +158,7 @@ func checkWired(t *testing.T, tp corev1.PodTemplateSpec) {
 	if !slices.Equal(vols, []string{VolumeName, PodinfoVolume}) {
 		t.Errorf("volumes %v", vols)
 	}
-	for _, c := range containers(&ps) {
+	for _, c := range Containers(&ps) {
 		if SpecEnv(c) == nil {
 			continue
 		}

@@ -167,7 +167,7 @@ func makePlan(ps *corev1.PodSpec, ann map[string]string, opts Options) (plan, er
 
 func names(ps *corev1.PodSpec) []string {
 	var ns []string
-	for _, c := range containers(ps) {
+	for _, c := range Containers(ps) {
 		ns = append(ns, c.Name)
 	}
 	return ns

@@ -59,7 +59,7 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 	var uninstalled []string              // volumes koordinator runs from that no init container fills
 	cycle := false                        // a start cycle is reported once, not by each of its containers
 	stateVolumes := map[string][]string{} // state volume → the containers run from an image volume that use it
-	for _, c := range containers(ps) {
+	for _, c := range inject.Containers(ps) {
 		if inject.IsInstaller(c) && !inject.IsWired(c) {
 			continue
 		}
@@ -311,7 +311,7 @@ func ServiceAccount(ps corev1.PodSpec) (name string, needsAPI bool) {
 	if ps.AutomountServiceAccountToken != nil && !*ps.AutomountServiceAccountToken {
 		return name, false
 	}
-	for _, c := range containers(&ps) {
+	for _, c := range inject.Containers(&ps) {
 		e := inject.SpecEnv(c)
 		if e == nil {
 			continue
@@ -335,15 +335,4 @@ func describeCommand(c *corev1.Container) string {
 		return "(the image's ENTRYPOINT)"
 	}
 	return fmt.Sprintf("%q", c.Command)
-}
-
-func containers(ps *corev1.PodSpec) []*corev1.Container {
-	var cs []*corev1.Container
-	for i := range ps.InitContainers {
-		cs = append(cs, &ps.InitContainers[i])
-	}
-	for i := range ps.Containers {
-		cs = append(cs, &ps.Containers[i])
-	}
-	return cs
 }

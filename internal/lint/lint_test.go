@@ -11,9 +11,12 @@ import (
 )
 
 // example is the pod template of deploy/job-example.yaml: clean by definition.
-func example(t *testing.T) corev1.PodTemplateSpec {
+func example(t *testing.T) corev1.PodTemplateSpec { return jobTemplate(t, "job-example.yaml") }
+
+// jobTemplate is the pod template of the Job in deploy/file.
+func jobTemplate(t *testing.T, file string) corev1.PodTemplateSpec {
 	t.Helper()
-	b, err := os.ReadFile("../../deploy/job-example.yaml")
+	b, err := os.ReadFile("../../deploy/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,15 +45,7 @@ func TestExampleIsClean(t *testing.T) {
 // never use the API (no ServiceAccount needed), and the binary from an image volume.
 func TestOtherExamplesAreClean(t *testing.T) {
 	for _, f := range []string{"job-mesh-example.yaml", "job-no-rbac-example.yaml", "job-image-volume-example.yaml"} {
-		b, err := os.ReadFile("../../deploy/" + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var job batchv1.Job
-		if err := yaml.UnmarshalStrict(b, &job); err != nil {
-			t.Fatal(err)
-		}
-		if got := Template(job.Spec.Template); len(got) != 0 {
+		if got := Template(jobTemplate(t, f)); len(got) != 0 {
 			t.Errorf("deploy/%s: %+v", f, got)
 		}
 	}
@@ -177,16 +172,7 @@ func TestInitContainerMayWaitForEarlierOnes(t *testing.T) {
 
 // imageVolumeExample is the pod template of deploy/job-image-volume-example.yaml.
 func imageVolumeExample(t *testing.T) corev1.PodTemplateSpec {
-	t.Helper()
-	b, err := os.ReadFile("../../deploy/job-image-volume-example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var job batchv1.Job
-	if err := yaml.UnmarshalStrict(b, &job); err != nil {
-		t.Fatal(err)
-	}
-	return job.Spec.Template
+	return jobTemplate(t, "job-image-volume-example.yaml")
 }
 
 func setEnv(c *corev1.Container, name, value string) {
