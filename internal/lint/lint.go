@@ -24,6 +24,7 @@ const (
 	RuleTypo               = "typo"                    // KOOORDINATOR_SPEC (three O's)
 	RuleDeps               = "deps"                    // a dependency names no container, this container, or closes a start cycle
 	RuleStopDepNative      = "stop-dep-native-sidecar" // a stop dependency that never holds
+	RuleNoAPIStopDep       = "no-api-stop-dep"         // without the API, a stop dependency koordinator does not wrap
 	RuleStartOrder         = "start-order"             // an init container waits for a container the kubelet starts after it
 	RuleNotWrapped         = "not-wrapped"             // a spec, but the command does not run behind koordinator
 	RuleNoMount            = "no-mount"                // runs koordinator without mounting its volume
@@ -126,6 +127,14 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			add(c.Name, RuleStartOrder, fmt.Sprintf("remove %q from startDeps: the kubelet runs init containers one by one, to completion, before what follows them", d),
 				"is an init container waiting for %q, which the kubelet starts only after this one has completed", d)
 		}
+		if s.NoAPI {
+			for _, d := range s.StopDeps {
+				if dep := byName(ps, d); dep != nil && !runsKoordinator(ps, dep) {
+					add(c.Name, RuleNoAPIStopDep, fmt.Sprintf("run %s behind koordinator too, or remove \"api\": false", d),
+						"stop dependency %q does not run behind koordinator, and without the API (\"api\": false) only its state file could tell its exit: this container would wait for it forever", d)
+				}
+			}
+		}
 		if stopsOnNative {
 			add(c.Name, RuleStopDepNative, fmt.Sprintf("remove %q from stopDeps: the kubelet stops native sidecars after the other containers", native),
 				"stop dependency %q is a native sidecar (an init container with restartPolicy: Always), which never exits for good while the pod runs", native)
@@ -206,6 +215,23 @@ func isImageVolume(ps *corev1.PodSpec, name string) bool {
 // imageVolumeBinaries returns where the container sees the koordinator image's /bin/koordinator
 // through its mounts of image volumes of that image: <mountPath>/bin/koordinator without
 // subPath, <mountPath>/koordinator with subPath bin.
+// byName is the pod's container called name, or nil.
+func byName(ps *corev1.PodSpec, name string) *corev1.Container {
+	for _, c := range inject.Containers(ps) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// runsKoordinator reports whether c runs the koordinator binary: copied by the init container,
+// the koordinator image's own, or from an image volume of that image.
+func runsKoordinator(ps *corev1.PodSpec, c *corev1.Container) bool {
+	return inject.IsWired(c) || inject.RunsFromImage(c) ||
+		len(c.Command) > 0 && slices.Contains(imageVolumeBinaries(ps, c), path.Clean(c.Command[0]))
+}
+
 func imageVolumeBinaries(ps *corev1.PodSpec, c *corev1.Container) []string {
 	const inImage = "bin/koordinator" // inject.ImageBinaryPath, relative to the image's root
 	var out []string

@@ -105,6 +105,11 @@ func TestRules(t *testing.T) {
 		{RuleRestartAlways, "proxy", "restartPolicy is Always", func(ps *corev1.PodSpec) {
 			ps.RestartPolicy = corev1.RestartPolicyAlways
 		}},
+		{RuleNoAPIStopDep, "proxy", `stop dependency "main" does not run behind koordinator, and without the API`, func(ps *corev1.PodSpec) {
+			setSpec(&ps.Containers[0], `{"name": "proxy", "api": false, "stopDeps": ["main"]}`)
+			ps.Containers[1].Command = []string{"sh", "-c"}
+			ps.Containers[1].Env = nil
+		}},
 		{RuleNoServiceAccount, "", "default ServiceAccount", func(ps *corev1.PodSpec) {
 			ps.ServiceAccountName = ""
 		}},
