@@ -29,10 +29,11 @@ build-plugin-all: ## the kubectl plugin for every platform a krew manifest will 
 		echo "GOOS=$$os GOARCH=$$arch ... -o bin/kubectl-koordinator-$$os-$$arch$$ext"; \
 		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o bin/kubectl-koordinator-$$os-$$arch$$ext ./cmd/kubectl-koordinator; done
 
+IMAGE_TAR ?= bin/koordinator-image.tar
 .PHONY: image
 image: build-all ## the Dockerfile's image without an engine, linux/amd64+arm64: bin/koordinator-image.tar (OCI layout + docker manifest.json)
 	$(GO) run ./hack/image -amd64 bin/koordinator-linux-amd64 -arm64 bin/koordinator-linux-arm64 \
-		-tag koordinator:$(VERSION) -o bin/koordinator-image.tar
+		-tag koordinator:$(VERSION) -o $(IMAGE_TAR)
 
 # Checked before anything is built.
 ifneq ($(filter push,$(MAKECMDGOALS)),)
@@ -42,7 +43,29 @@ endif
 endif
 .PHONY: push
 push: image ## push the multi-arch image to IMAGE=REGISTRY/REPOSITORY:TAG with your docker login; prints its digest
-	$(GO) run ./hack/push -i bin/koordinator-image.tar $(IMAGE)
+	$(GO) run ./hack/push -i $(IMAGE_TAR) $(IMAGE)
+
+# A release is made from an explicit version, checked before anything is built.
+ifneq ($(filter release,$(MAKECMDGOALS)),)
+ifeq ($(shell echo '$(VERSION)' | grep -Ex 'v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?'),)
+$(error usage: make release VERSION=vX.Y.Z (got VERSION=$(VERSION)))
+endif
+endif
+RELEASE_IMAGE := ghcr.io/koordinator-dev/koordinator
+# Every timestamp in the image tarball: the commit's time, so a release of one commit is reproducible.
+RELEASE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+.PHONY: release
+release: ## dist/: static binaries (linux amd64/arm64, the plugin for every platform), the image tarball, deploy/ pinned by digest, SHA256SUMS; reproducible
+	rm -rf dist && mkdir -p dist
+	@set -e; for arch in amd64 arm64; do \
+		echo "GOOS=linux GOARCH=$$arch ... -o dist/koordinator-linux-$$arch"; \
+		GOOS=linux GOARCH=$$arch $(GOBUILD) -o dist/koordinator-linux-$$arch ./cmd/koordinator; done
+	@set -e; for p in $(PLUGIN_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "GOOS=$$os GOARCH=$$arch ... -o dist/kubectl-koordinator-$$os-$$arch$$ext"; \
+		GOOS=$$os GOARCH=$$arch $(GOBUILD) -o dist/kubectl-koordinator-$$os-$$arch$$ext ./cmd/kubectl-koordinator; done
+	SOURCE_DATE_EPOCH=$(RELEASE_EPOCH) $(GO) run ./hack/image -amd64 dist/koordinator-linux-amd64 -arm64 dist/koordinator-linux-arm64 \
+		-tag $(RELEASE_IMAGE):$(VERSION) -o dist/koordinator-image.tar
+	$(GO) run ./hack/release -dist dist -deploy deploy
 
 # -count=1: the end-to-end packages build the binary themselves, which go test's cache cannot see.
 test: controlplane ## every test, with the race detector (end-to-end ones against the local control plane)
@@ -82,5 +105,5 @@ up: controlplane ## start a local control plane in the background; prints export
 down: ## stop it; nothing left running
 	$(GO) run ./test/testenv/cmd/controlplane down
 
-clean:
-	rm -rf bin
+clean: ## remove bin/ and dist/
+	rm -rf bin dist
