@@ -40,6 +40,8 @@ var (
 	cp       *testenv.ControlPlane
 	nd       *node.Node
 	client   kubernetes.Interface
+	// koordinatorBinary is the linux/amd64 binary built from this tree for the node.
+	koordinatorBinary string
 )
 
 func TestMain(m *testing.M) {
@@ -88,6 +90,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: building koordinator: %v\n%s", err, out)
 		return 1
 	}
+	koordinatorBinary = binary
 	logf("e2e: koordinator built in %s", time.Since(begin).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
