@@ -223,3 +223,44 @@ func TestKustomizeImageOverride(t *testing.T) {
 		})
 	}
 }
+
+// TestKustomizeEveryExample: the same images: entry rewrites the koordinator image in every
+// manifest here when they are a kustomization's resources, as a user's own manifests would be —
+// init containers, the mesh example's stopper container, the CronJob's template and the image
+// volume's reference included.
+func TestKustomizeEveryExample(t *testing.T) {
+	dir := t.TempDir()
+	files := append(slices.Clone(baseResources), notInBase...)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := "resources: [" + strings.Join(files, ", ") + "]\nimages:\n  - name: " + imageName +
+		"\n    newName: registry.example.com/team/koordinator\n    newTag: v1.2.3\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := kustomize(t, dir)
+	if bytes.Contains(out, []byte(imageName)) {
+		t.Errorf("the override left %s in the output:\n%s", imageName, out)
+	}
+	var before int
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		before += bytes.Count(b, []byte(defaultImage))
+	}
+	imgs := koordinatorImages(parseRendered(t, out))
+	if len(imgs) != before {
+		t.Errorf("%d koordinator images rendered, the manifests name %s %d times", len(imgs), defaultImage, before)
+	}
+	for _, img := range imgs {
+		if img != "registry.example.com/team/koordinator:v1.2.3" {
+			t.Errorf("image %q, want registry.example.com/team/koordinator:v1.2.3", img)
+		}
+	}
+}
