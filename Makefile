@@ -55,7 +55,7 @@ RELEASE_IMAGE := ghcr.io/koordinator-dev/koordinator
 # Every timestamp in the image tarball: the commit's time, so a release of one commit is reproducible.
 RELEASE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 .PHONY: release
-release: ## dist/: static binaries (linux amd64/arm64, the plugin for every platform), the image tarball, deploy/ pinned by digest, SHA256SUMS; reproducible
+release: ## dist/: static binaries (linux amd64/arm64, the plugin for every platform and its krew archives), the image tarball, deploy/ pinned by digest, SHA256SUMS; reproducible
 	rm -rf dist && mkdir -p dist
 	@set -e; for arch in amd64 arm64; do \
 		echo "GOOS=linux GOARCH=$$arch ... -o dist/koordinator-linux-$$arch"; \

@@ -2,7 +2,9 @@
 // tarball into it: it checks that the tarball's images hold exactly dist's linux binaries, writes
 // the manifests of deploy/ to dist/deploy/ with koordinator's image pinned by the index digest
 // (ghcr.io/koordinator-dev/koordinator:latest becomes ghcr.io/koordinator-dev/koordinator@sha256:...),
-// and writes dist/SHA256SUMS over every file, in `sha256sum -c` form.
+// packs each kubectl plugin binary into the archive plugins/koordinator.yaml (the krew manifest)
+// names, kubectl-koordinator-OS-ARCH.tar.gz holding the binary as kubectl-koordinator[.exe], and
+// writes dist/SHA256SUMS over every file, in `sha256sum -c` form.
 //
 // Everything it writes depends only on its inputs (sorted, no timestamps), so two releases of the
 // same tree are byte-identical.
@@ -15,6 +17,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -85,6 +88,9 @@ func Finish(dist, deploy string) (*Result, error) {
 		return nil, err
 	}
 	if err := pinManifests(deploy, filepath.Join(dist, DeployDir), ImageName+"@"+digest.String()); err != nil {
+		return nil, err
+	}
+	if err := packPlugins(dist); err != nil {
 		return nil, err
 	}
 	files, err := writeChecksums(dist)
@@ -199,6 +205,67 @@ func pinManifests(src, dst, pinned string) error {
 		}
 	}
 	return nil
+}
+
+// pluginPrefix begins the name of every kubectl plugin binary in dist.
+const pluginPrefix = "kubectl-koordinator-"
+
+// packPlugins writes, for each dist/kubectl-koordinator-OS-ARCH[.exe], the krew archive
+// dist/kubectl-koordinator-OS-ARCH.tar.gz: one file, kubectl-koordinator[.exe], mode 0755, with
+// no time, owner or name that could differ between two releases (krew reads the tar and gzip
+// formats; a release is reproducible only if these bytes are).
+func packPlugins(dist string) error {
+	entries, err := os.ReadDir(dist)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, pluginPrefix) || strings.HasSuffix(name, ".tar.gz") || !e.Type().IsRegular() {
+			continue
+		}
+		platform, exe := strings.CutSuffix(strings.TrimPrefix(name, pluginPrefix), ".exe")
+		bin := "kubectl-koordinator"
+		if exe {
+			bin += ".exe"
+		}
+		b, err := os.ReadFile(filepath.Join(dist, name))
+		if err != nil {
+			return err
+		}
+		archive, err := krewArchive(bin, b)
+		if err != nil {
+			return fmt.Errorf("packing %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dist, pluginPrefix+platform+".tar.gz"), archive, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// krewArchive is a gzipped tar holding content as the executable name.
+func krewArchive(name string, content []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(zw)
+	hdr := &tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(content); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // writeChecksums writes dist/SHA256SUMS over every other regular file under dist, sorted by path,

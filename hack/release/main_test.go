@@ -1,8 +1,11 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -180,5 +183,59 @@ func TestReleaseRefusesStaleImage(t *testing.T) {
 	}
 	if _, err := Finish(dist, deploy); err == nil || !strings.Contains(err.Error(), ImageName+":v1") {
 		t.Errorf("a manifest with %s:v1: %v, want refused", ImageName, err)
+	}
+}
+
+// TestKrewArchives: every plugin binary is packed into the archive the krew manifest
+// (plugins/koordinator.yaml) names, holding exactly the binary under the manifest's bin name.
+func TestKrewArchives(t *testing.T) {
+	dist := fakeDist(t, fakeBinaries["koordinator-linux-amd64"])
+	if _, err := Finish(dist, filepath.Join("..", "..", "deploy")); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "plugins", "koordinator.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed := 0
+	for name, want := range fakeBinaries {
+		if !strings.HasPrefix(name, pluginPrefix) {
+			continue
+		}
+		platform, exe := strings.CutSuffix(strings.TrimPrefix(name, pluginPrefix), ".exe")
+		archive := pluginPrefix + platform + ".tar.gz"
+		if !bytes.Contains(manifest, []byte("/"+archive+`"`)) {
+			t.Errorf("the krew manifest names no %s", archive)
+		}
+		f, err := os.Open(filepath.Join(dist, archive))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", archive, err)
+		}
+		tr := tar.NewReader(zr)
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: %v", archive, err)
+		}
+		bin := "kubectl-koordinator"
+		if exe {
+			bin += ".exe"
+		}
+		got, _ := io.ReadAll(tr)
+		if hdr.Name != bin || hdr.Mode != 0o755 || !hdr.ModTime.Equal(time.Unix(0, 0)) || !bytes.Equal(got, want) {
+			t.Errorf("%s holds %s (mode %o, time %v, %d bytes), want %s, 0755, no time, the binary", archive, hdr.Name, hdr.Mode, hdr.ModTime, len(got), bin)
+		}
+		if _, err := tr.Next(); err != io.EOF {
+			t.Errorf("%s holds more than the binary", archive)
+		}
+		packed++
+	}
+	if packed != 5 {
+		t.Errorf("%d archives, want one per plugin binary (5)", packed)
 	}
 }
