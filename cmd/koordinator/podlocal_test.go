@@ -125,7 +125,10 @@ func TestStateDir(t *testing.T) {
 func TestStopDepsWithoutTheAPIProcess(t *testing.T) {
 	bin := binaryIn(t)
 	dir := t.TempDir()
-	proxy := exec.Command(bin, "sh", "-c", `trap 'echo stopped > "$0"; exit 0' TERM; while :; do sleep 1 & wait $!; done`, filepath.Join(dir, "proxy-stopped"))
+	// The child says it is ready once its trap is set: main exits only then, or the stop could
+	// come before the trap and end the shell with the signal's default action.
+	ready := filepath.Join(dir, "proxy-ready")
+	proxy := exec.Command(bin, "sh", "-c", `trap 'echo stopped > "$0"; exit 0' TERM; echo ready > "$1"; while :; do sleep 1 & wait $!; done`, filepath.Join(dir, "proxy-stopped"), ready)
 	proxy.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"proxy","api":false,"stopDeps":["main"]}`, "KUBECONFIG=", "KUBERNETES_SERVICE_HOST=")
 	var proxyErr strings.Builder
 	proxy.Stderr = &proxyErr
@@ -136,6 +139,7 @@ func TestStopDepsWithoutTheAPIProcess(t *testing.T) {
 	go func() { _ = proxy.Wait(); close(done) }()
 	t.Cleanup(func() { _ = proxy.Process.Kill(); <-done })
 
+	waitFile(t, ready)
 	main := exec.Command(bin, "sh", "-c", "exit 0")
 	main.Env = cleanEnv(`KOORDINATOR_SPEC={"name":"main"}`)
 	if out, err := main.CombinedOutput(); err != nil {

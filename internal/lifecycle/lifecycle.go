@@ -723,11 +723,7 @@ func (l *loop) signalStop(sig syscall.Signal) {
 // stopTimeout before SIGKILL. A stopper is done (exit 0, whatever the result: its exit must not
 // fail a Job whose mains succeeded).
 func (l *loop) afterAction(err error) (int, bool) {
-	if err != nil {
-		l.log.Warn("stop action failed", zap.Stringer("request", l.cfg.Spec.StopAction), zap.Error(err))
-	} else {
-		l.log.Info("stop action done", zap.Stringer("request", l.cfg.Spec.StopAction))
-	}
+	l.logAction(err)
 	switch {
 	case l.stopper():
 		reason := "stop action done"
@@ -741,6 +737,33 @@ func (l *loop) afterAction(err error) (int, bool) {
 		l.signalStop(0)
 	}
 	return 0, false
+}
+
+func (l *loop) logAction(err error) {
+	if err != nil {
+		l.log.Warn("stop action failed", zap.Stringer("request", l.cfg.Spec.StopAction), zap.Error(err))
+		return
+	}
+	l.log.Info("stop action done", zap.Stringer("request", l.cfg.Spec.StopAction))
+}
+
+// actionLogWait bounds how long an exiting koordinator waits for the answer to a stop action
+// whose target (the child) quit before the answer was read, only to log it.
+const actionLogWait = 500 * time.Millisecond
+
+// logActionAfterExit logs the stop action's result when the child exited while it was under
+// way (a proxy that quits on the request may end before its answer is read).
+func (l *loop) logActionAfterExit() {
+	if l.actionDone == nil {
+		return
+	}
+	select {
+	case err := <-l.actionDone:
+		l.logAction(err)
+	case <-time.After(actionLogWait):
+		l.log.Info("stop action unanswered as the child exited", zap.Stringer("request", l.cfg.Spec.StopAction))
+	}
+	l.actionDone = nil
 }
 
 // stopper reports whether this koordinator runs no child: it only waits for its stop
@@ -765,6 +788,7 @@ func (l *loop) finish() int {
 	// before the exit it reacts to.
 	l.log.Info("child exited", zap.Int("code", exit.ExitCode()), zap.Bool("killed", exit.KilledByStop))
 	l.publishExited(code)
+	l.logActionAfterExit()
 	l.child.Drain(drainGrace)
 	return l.exit(code, reason)
 }
