@@ -76,8 +76,17 @@ func TestRestartChildStopDuringTheBackoff(t *testing.T) {
 	if code := h.exitCode(); code != 7 {
 		t.Fatalf("exit code %d, want terminatedByStopDepExitCode 7; logs:\n%s", code, h.dump())
 	}
-	if n := h.logs.FilterMessage("child started").Len(); n != 2 {
-		t.Errorf("%d starts, want 2 (none after the stop condition); logs:\n%s", n, h.dump())
+	// (A loaded machine may let the 1 s back-off end, and a third child start, before the loop
+	// sees main's exit; what must never happen is a start after the stop condition.)
+	stopped := false
+	for _, e := range h.logs.All() {
+		stopped = stopped || e.Message == "stop condition"
+		if stopped && e.Message == "child started" {
+			t.Fatalf("a child started after the stop condition; logs:\n%s", h.dump())
+		}
+	}
+	if !stopped {
+		t.Errorf("no stop condition; logs:\n%s", h.dump())
 	}
 }
 
