@@ -49,8 +49,7 @@ func shouldRestart(policy string, code int, stopping bool) bool {
 // means no restart: the caller finishes as usual.
 func (l *loop) restartLater() bool {
 	exit := l.child.Exit()
-	stopping := l.stopSent || l.stopReason != noStop || l.terms > 0
-	if !shouldRestart(l.cfg.Spec.RestartChild, exit.ExitCode(), stopping) {
+	if !shouldRestart(l.cfg.Spec.RestartChild, exit.ExitCode(), l.stopping()) {
 		return false
 	}
 	now := time.Now()
@@ -69,10 +68,14 @@ func (l *loop) restartLater() bool {
 	return true
 }
 
+// stopping reports whether a stop of this container has begun: the stop condition held, the
+// stop signal went out, or a termination signal came.
+func (l *loop) stopping() bool { return l.stopSent || l.stopReason != noStop || l.terms > 0 }
+
 // restartWaitOver reports whether a stop began while the child was waiting to be started
 // again: then it is not started, and koordinator ends with what the last child's exit means.
 func (l *loop) restartWaitOver() bool {
-	if l.restartTimer == nil || !(l.stopSent || l.stopReason != noStop || l.terms > 0) {
+	if l.restartTimer == nil || !l.stopping() {
 		return false
 	}
 	l.restartTimer.Stop()
