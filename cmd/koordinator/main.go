@@ -29,7 +29,8 @@
 // Exit codes: the child's own code; 128+N when a signal N killed it; terminatedByStopDepExitCode
 // (0) or killedByStopDepExitCode (137) when it was stopped because its stop dependencies exited;
 // 125 when koordinator itself cannot proceed; 126/127 when COMMAND cannot be run / is not found;
-// 128+N for SIGTERM/SIGINT received before the child started.
+// 128+N for SIGTERM/SIGINT received before the child started; 0 for a stopper once it made its
+// request.
 package main
 
 import (
