@@ -65,7 +65,7 @@ func Template(tmpl corev1.PodTemplateSpec) []Finding {
 			continue
 		}
 		// Runs the binary an image volume of the koordinator image shows: nothing to install.
-		fromVolume := len(c.Command) > 0 && slices.Contains(imageVolumeBinaries(ps, c), path.Clean(c.Command[0]))
+		fromVolume := runsFromImageVolume(ps, c)
 		for _, e := range c.Env {
 			if e.Name == spec.TypoEnvVar {
 				add(c.Name, RuleTypo, "rename it to "+spec.EnvVar,
@@ -228,8 +228,13 @@ func byName(ps *corev1.PodSpec, name string) *corev1.Container {
 // runsKoordinator reports whether c runs the koordinator binary: copied by the init container,
 // the koordinator image's own, or from an image volume of that image.
 func runsKoordinator(ps *corev1.PodSpec, c *corev1.Container) bool {
-	return inject.IsWired(c) || inject.RunsFromImage(c) ||
-		len(c.Command) > 0 && slices.Contains(imageVolumeBinaries(ps, c), path.Clean(c.Command[0]))
+	return inject.IsWired(c) || inject.RunsFromImage(c) || runsFromImageVolume(ps, c)
+}
+
+// runsFromImageVolume reports whether c runs the binary an image volume of the koordinator
+// image shows it.
+func runsFromImageVolume(ps *corev1.PodSpec, c *corev1.Container) bool {
+	return len(c.Command) > 0 && slices.Contains(imageVolumeBinaries(ps, c), path.Clean(c.Command[0]))
 }
 
 func imageVolumeBinaries(ps *corev1.PodSpec, c *corev1.Container) []string {
