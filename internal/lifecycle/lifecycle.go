@@ -317,7 +317,8 @@ func (l *loop) wait(ctx context.Context, w *watch.Watcher) (int, bool) {
 				f := v.Failed[0]
 				return l.exit(ExitConfig, fmt.Sprintf("start dependency %q exited (code %d) and will not run again, so it can never become Ready", f.Name, f.ExitCode)), false
 			}
-			if canStart() {
+			if v.CanStart() && len(localPending) == 0 { // canStart, without judging the pod again
+
 				return l.start()
 			}
 			l.settle()
