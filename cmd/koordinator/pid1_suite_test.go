@@ -32,6 +32,7 @@ import (
 
 	"github.com/koordinator-dev/koordinator/internal/supervise"
 
+	"github.com/koordinator-dev/koordinator/test/proctest"
 	"github.com/koordinator-dev/koordinator/test/ptytest"
 )
 
@@ -233,9 +234,9 @@ func startProgram(t *testing.T, m mode, env []string, path string, args ...strin
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if k.term != nil {
-			for _, p := range allProcesses() {
-				if p.sid == k.pid() {
-					_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			for _, p := range proctest.All() {
+				if p.Session == k.pid() {
+					_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 				}
 			}
 		}
@@ -337,51 +338,12 @@ func waitFileContains(t *testing.T, path, s string) {
 	eventually(t, fmt.Sprintf("%s to contain %q", path, s), func() bool { return strings.Contains(readFile(path), s) })
 }
 
-type procStat struct {
-	pid, ppid, pgrp, sid, tpgid int
-	state                       byte
-	comm                        string
-}
-
-// statOf parses /proc/<pid>/stat; ok is false when the process is gone.
-func statOf(pid int) (st procStat, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return st, false
-	}
-	s := string(b)
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[end+1:]) // state ppid pgrp session tty_nr tpgid ...
-	if open < 0 || len(f) < 6 {
-		return st, false
-	}
-	st = procStat{pid: pid, state: f[0][0], comm: s[open+1 : end]}
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.pgrp, _ = strconv.Atoi(f[2])
-	st.sid, _ = strconv.Atoi(f[3])
-	st.tpgid, _ = strconv.Atoi(f[5])
-	return st, true
-}
-
-func allProcesses() []procStat {
-	ents, _ := os.ReadDir("/proc")
-	var ps []procStat
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if st, ok := statOf(pid); ok {
-				ps = append(ps, st)
-			}
-		}
-	}
-	return ps
-}
-
 // childrenOf lists the processes whose parent is ppid, zombies included.
 func childrenOf(ppid int) []int {
 	var kids []int
-	for _, p := range allProcesses() {
-		if p.ppid == ppid {
-			kids = append(kids, p.pid)
+	for _, p := range proctest.All() {
+		if p.PPid == ppid {
+			kids = append(kids, p.Pid)
 		}
 	}
 	return kids
@@ -408,8 +370,8 @@ func statusField(pid int, name string) string {
 
 // running reports whether pid exists and is not a zombie.
 func running(pid int) bool {
-	st, ok := statOf(pid)
-	return ok && st.state != 'Z'
+	st, ok := proctest.Read(pid)
+	return ok && st.State != 'Z'
 }
 
 // Every exit code 0..255 comes back as koordinator's own: 126 and 127 included, which must not be
@@ -552,8 +514,8 @@ func TestSuiteReapsOrphans(t *testing.T) {
 			var sleeps []int
 			eventually(t, fmt.Sprintf("%d orphans reparented to koordinator", orphans), func() bool {
 				sleeps = slices.DeleteFunc(childrenOf(k.pid()), func(pid int) bool {
-					st, _ := statOf(pid)
-					return st.comm != "sleep" // the child, sh
+					st, _ := proctest.Read(pid)
+					return st.Comm != "sleep" // the child, sh
 				})
 				return len(sleeps) == orphans
 			})
@@ -744,25 +706,25 @@ func TestSuiteTerminalJobControl(t *testing.T) {
 			k := startIn(t, terminalMode, []string{"PS1=" + prompt, "TERM=dumb"}, shell...)
 			k.waitOutput(prompt, 1)
 			k.typ("sleep 1000\n")
-			job := func(cond func(procStat) bool) func() bool {
+			job := func(cond func(proctest.Stat) bool) func() bool {
 				return func() bool {
 					for _, pid := range descendants(k.pid()) {
-						if st, ok := statOf(pid); ok && st.comm == "sleep" && cond(st) {
+						if st, ok := proctest.Read(pid); ok && st.Comm == "sleep" && cond(st) {
 							return true
 						}
 					}
 					return false
 				}
 			}
-			foreground := func(st procStat) bool { return st.state != 'T' && st.tpgid == st.pgrp }
+			foreground := func(st proctest.Stat) bool { return st.State != 'T' && st.Tpgid == st.Pgrp }
 			eventually(t, "the job in the foreground", job(foreground))
 			k.typ("\x1a") // ^Z
-			eventually(t, "the job stopped", job(func(st procStat) bool { return st.state == 'T' }))
+			eventually(t, "the job stopped", job(func(st proctest.Stat) bool { return st.State == 'T' }))
 			k.waitOutput(prompt, 2)
 			k.typ("fg\n")
 			eventually(t, "the job back in the foreground", job(foreground))
 			k.typ("\x03")
-			eventually(t, "the job gone", func() bool { return !job(func(procStat) bool { return true })() })
+			eventually(t, "the job gone", func() bool { return !job(func(proctest.Stat) bool { return true })() })
 			k.waitOutput(prompt, 3)
 			k.typ("echo alive-$((6*7))\n")
 			k.waitOutput("alive-42", 1)

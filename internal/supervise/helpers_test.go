@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/koordinator-dev/koordinator/test/proctest"
 )
 
 // Every wait in these tests is on a condition, bounded by a deadline generous enough for a
@@ -124,53 +126,11 @@ func waitExec(t testing.TB, pid int, comm string) {
 	})
 }
 
-type procStat struct {
-	pid, ppid, pgid int
-	state           byte
-	comm            string
-}
-
-// readStat parses /proc/<pid>/stat; ok is false when the process is gone.
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, false
-	}
-	s := string(b)
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || end < open {
-		return procStat{}, false
-	}
-	f := strings.Fields(s[end+1:]) // state ppid pgrp ...
-	if len(f) < 3 {
-		return procStat{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgid, _ := strconv.Atoi(f[2])
-	return procStat{pid: pid, ppid: ppid, pgid: pgid, state: f[0][0], comm: s[open+1 : end]}, true
-}
-
-// processes lists every process visible in /proc.
-func processes() []procStat {
-	ents, _ := os.ReadDir("/proc")
-	var ps []procStat
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(pid); ok {
-			ps = append(ps, st)
-		}
-	}
-	return ps
-}
-
 // zombiesOf lists the zombies whose parent is ppid.
-func zombiesOf(ppid int) []procStat {
-	var zs []procStat
-	for _, p := range processes() {
-		if p.ppid == ppid && p.state == 'Z' {
+func zombiesOf(ppid int) []proctest.Stat {
+	var zs []proctest.Stat
+	for _, p := range proctest.All() {
+		if p.PPid == ppid && p.State == 'Z' {
 			zs = append(zs, p)
 		}
 	}

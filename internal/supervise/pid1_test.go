@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/koordinator-dev/koordinator/test/proctest"
 )
 
 // pid1SkipCode is the helper's exit code for "this environment cannot host the test".
@@ -95,8 +97,8 @@ func pid1Helper() int {
 		return fail(1, "child exit %+v, want code 7", e)
 	}
 	leftovers := 0
-	for _, p := range processes() {
-		if p.pid != 1 && p.comm == "sleep" && p.ppid == 1 && p.state != 'Z' {
+	for _, p := range proctest.All() {
+		if p.Pid != 1 && p.Comm == "sleep" && p.PPid == 1 && p.State != 'Z' {
 			leftovers++
 		}
 	}
@@ -104,8 +106,8 @@ func pid1Helper() int {
 		return fail(1, "the leftover `sleep 1000` was not reparented to PID 1")
 	}
 	c.Drain(2 * time.Second)
-	for _, p := range processes() {
-		if p.pid != 1 {
+	for _, p := range proctest.All() {
+		if p.Pid != 1 {
 			return fail(1, "process left after Drain: %+v", p)
 		}
 	}

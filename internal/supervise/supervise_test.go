@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/koordinator-dev/koordinator/test/proctest"
 	"github.com/koordinator-dev/koordinator/test/ptytest"
 )
 
@@ -422,11 +423,11 @@ func TestStopChildThatLeftItsGroup(t *testing.T) {
 	}
 	// The grandchild led a group of its own: Drain does not reach it. It is ours to reap,
 	// though (it was reparented to us, the subreaper).
-	if st, ok := readStat(grandchild); !ok || st.ppid != os.Getpid() {
+	if st, ok := proctest.Read(grandchild); !ok || st.PPid != os.Getpid() {
 		t.Errorf("grandchild %d: %+v, want it reparented to us (%d)", grandchild, st, os.Getpid())
 	}
 	_ = syscall.Kill(grandchild, syscall.SIGKILL)
-	eventually(t, "the grandchild to be reaped", func() bool { _, ok := readStat(grandchild); return !ok })
+	eventually(t, "the grandchild to be reaped", func() bool { _, ok := proctest.Read(grandchild); return !ok })
 }
 
 // leaveGroupHelper starts `sleep 1000` in a new process group and joins that group, so the
@@ -463,8 +464,8 @@ func TestOrphansAreReaped(t *testing.T) {
 	if zs := zombiesOf(os.Getpid()); len(zs) != 0 {
 		t.Errorf("%d zombies left, first %+v", len(zs), zs[0])
 	}
-	for _, p := range processes() {
-		if p.pgid == c.Pid() {
+	for _, p := range proctest.All() {
+		if p.Pgrp == c.Pid() {
 			t.Errorf("process %+v of the child's group survived Drain", p)
 		}
 	}
@@ -478,12 +479,12 @@ func TestDrainKillsLeftovers(t *testing.T) {
 		t.Errorf("got %+v", e)
 	}
 	left := readPid(t, file)
-	st, ok := readStat(left)
-	if !ok || st.ppid != os.Getpid() || st.pgid != c.Pid() {
+	st, ok := proctest.Read(left)
+	if !ok || st.PPid != os.Getpid() || st.Pgrp != c.Pid() {
 		t.Fatalf("leftover sleep %d: %+v (found %v), want parent %d (subreaper) and group %d", left, st, ok, os.Getpid(), c.Pid())
 	}
 	c.Drain(2 * time.Second)
-	if _, ok := readStat(left); ok {
+	if _, ok := proctest.Read(left); ok {
 		t.Errorf("leftover %d survived Drain", left)
 	}
 }
@@ -496,7 +497,7 @@ func TestDrainEscalatesToSIGKILL(t *testing.T) {
 	waitDone(t, c)
 	left := readPid(t, file)
 	c.Drain(100 * time.Millisecond)
-	if _, ok := readStat(left); ok {
+	if _, ok := proctest.Read(left); ok {
 		t.Errorf("leftover %d survived Drain", left)
 	}
 }
