@@ -34,7 +34,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koordinator-dev/koordinator/hack/internal/ociimage"
+	"github.com/koordinator-dev/koordinator/internal/ociimage"
 )
 
 // checkBinary refuses what would not run in a scratch image on arch: a non-ELF file, another

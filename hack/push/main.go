@@ -23,7 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/koordinator-dev/koordinator/hack/internal/ociimage"
+	"github.com/koordinator-dev/koordinator/internal/ociimage"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/koordinator-dev/koordinator/hack/internal/ociimage"
+	"github.com/koordinator-dev/koordinator/internal/ociimage"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
