@@ -106,6 +106,7 @@ type podWorker struct {
 	frozen      *corev1.PodStatus // the status written once when termination began
 	final       bool              // every container stopped, final status due/written
 	finalPhase  corev1.PodPhase
+	terminalDue time.Time // when a terminal phase, once due, may be written (phase)
 	deleteSent  bool
 
 	lastWritten *corev1.PodStatus
@@ -217,6 +218,9 @@ func (w *podWorker) nextWake() time.Duration {
 	}
 	if w.terminating {
 		consider(w.deadline)
+	}
+	if time.Now().Before(w.terminalDue) {
+		consider(w.terminalDue)
 	}
 	d := time.Until(next)
 	if d < time.Millisecond {

@@ -69,9 +69,35 @@ func (w *podWorker) ctrStatus(c *ctrState) corev1.ContainerStatus {
 	return cs
 }
 
-// phase follows the kubelet's getPhase: sidecars do not count, and a terminal
-// phase is reported only once nothing runs.
+// terminalPhaseDelay is how long after the status write that shows the last
+// container terminated the kubelet writes the terminal phase, in a write of
+// its own: 1.0–1.5 s on a real kubelet v1.37.2 (docs/real-node.md). A
+// deletion's final write carries both at once.
+const terminalPhaseDelay = time.Second
+
+// phase is rawPhase, with a terminal phase held back for terminalPhaseDelay
+// from the moment it is first due unless the pod is being deleted, as the
+// real kubelet writes it.
 func (w *podWorker) phase() corev1.PodPhase {
+	p := w.rawPhase()
+	if p != corev1.PodSucceeded && p != corev1.PodFailed || w.pod.DeletionTimestamp != nil {
+		return p
+	}
+	if w.terminalDue.IsZero() {
+		w.terminalDue = time.Now().Add(terminalPhaseDelay)
+	}
+	if time.Now().Before(w.terminalDue) {
+		if w.initialized {
+			return corev1.PodRunning
+		}
+		return corev1.PodPending
+	}
+	return p
+}
+
+// rawPhase follows the kubelet's getPhase: sidecars do not count, and a
+// terminal phase is reported only once nothing runs.
+func (w *podWorker) rawPhase() corev1.PodPhase {
 	if w.final {
 		return w.finalPhase
 	}
