@@ -435,8 +435,9 @@ type LogLine struct {
 	Text   string // without the trailing newline
 }
 
-// readLogLines parses a CRI-format log file.
-func readLogLines(path string) ([]LogLine, error) {
+// ReadLogFile parses a log file in the CRI format (RFC 3339 time, stream, P or F, text), which
+// this node and the kubelet both write.
+func ReadLogFile(path string) ([]LogLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -508,9 +509,9 @@ func findBusybox(binary, workDir string) (string, error) {
 	return dir, nil
 }
 
-// fetchBusybox extracts Debian's busybox-static into cacheDir/busybox once
+// FetchBusybox extracts Debian's busybox-static into cacheDir/busybox once
 // (apt-get download needs no root) and returns the binary's path.
-func fetchBusybox(cacheDir string, logf func(string, ...any)) string {
+func FetchBusybox(cacheDir string, logf func(string, ...any)) string {
 	target := filepath.Join(cacheDir, "busybox", "busybox")
 	if _, err := os.Stat(target); err == nil {
 		return target

@@ -34,7 +34,7 @@ func runInstance(t *testing.T, spec *initSpec) (int32, string, *instance) {
 		inst.signal(9)
 		t.Fatal("instance did not exit within 60 s")
 	}
-	lines, err := readLogLines(inst.logPath)
+	lines, err := ReadLogFile(inst.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func Start(ctx context.Context, cp *testenv.ControlPlane, opts Options) (_ *Node
 	switch opts.BusyboxBinary {
 	case "none":
 	case "":
-		opts.BusyboxBinary = fetchBusybox(cacheDir, opts.Logf)
+		opts.BusyboxBinary = FetchBusybox(cacheDir, opts.Logf)
 		fallthrough
 	default:
 		if n.busyboxDir, err = findBusybox(opts.BusyboxBinary, opts.WorkDir); err != nil {
@@ -350,7 +350,7 @@ func (n *Node) LogLines(namespace, pod, container string) []LogLine {
 	n.mu.Unlock()
 	var out []LogLine
 	for _, p := range paths {
-		lines, _ := readLogLines(p)
+		lines, _ := ReadLogFile(p)
 		out = append(out, lines...)
 	}
 	return out

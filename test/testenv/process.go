@@ -47,10 +47,11 @@ func init() {
 	}()
 }
 
-// startProcess starts bin with args, logging to logPath (appended, so a
-// restarted component keeps one log). The child gets its own process group
-// and SIGKILL if the process that started it dies.
-func startProcess(name, bin string, args []string, dir, logPath string) (*process, error) {
+// startProcess starts bin with args and the test's environment plus env,
+// logging to logPath (appended, so a restarted component keeps one log). The
+// child gets its own process group and SIGKILL if the process that started it
+// dies.
+func startProcess(name, bin string, args, env []string, dir, logPath string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func startProcess(name, bin string, args []string, dir, logPath string) (*proces
 	cmd.Stdin = nil
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
@@ -199,3 +200,27 @@ func processAlive(pid int) bool {
 	}
 	return true
 }
+
+// Daemon is a long-running component of another test environment built on
+// this one (the real test node's containerd and kubelet), started and
+// stopped exactly as the control plane's own components are.
+type Daemon struct{ p *process }
+
+// StartDaemon starts bin with args in dir, with the test's environment (minus
+// cluster and proxy variables) plus env, logging to logPath.
+func StartDaemon(name, bin string, args, env []string, dir, logPath string) (*Daemon, error) {
+	p, err := startProcess(name, bin, args, env, dir, logPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{p: p}, nil
+}
+
+// Stop sends SIGTERM to the daemon's process group, then SIGKILL after grace.
+func (d *Daemon) Stop(grace time.Duration) error { return d.p.stop(grace) }
+
+// Exited reports whether the daemon has exited.
+func (d *Daemon) Exited() bool { return d.p.exited() }
+
+// Failure wraps what went wrong with how the daemon ended and its log's tail.
+func (d *Daemon) Failure(what error) error { return d.p.failure(what) }

@@ -316,6 +316,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 			// pods would stay Pending (notes/control-plane.md, trap 1).
 			"--disable-admission-plugins=TaintNodesByCondition",
 			"--cert-dir=" + filepath.Join(dir, "kube-apiserver"),
+			// For a real kubelet (test/kubelet): logs and exec go to its API as
+			// the admin, which its x509 client CA (this CA) trusts.
+			"--kubelet-client-certificate=" + cp.pki.AdminCert,
+			"--kubelet-client-key=" + cp.pki.AdminKey,
+			"--kubelet-preferred-address-types=InternalIP",
 		}, opts.APIServerFlags...)
 		return bins.APIServer, cp.apiArgs
 	}, cp.apiReady); err != nil {
@@ -446,7 +451,7 @@ func (cp *ControlPlane) spawn(name, bin string, args []string) (*process, error)
 	if old := cp.procs[name]; old != nil && !old.exited() {
 		return nil, fmt.Errorf("testenv: %s is already running (pid %d)", name, old.pid())
 	}
-	p, err := startProcess(name, bin, args, cp.dir, cp.LogFile(name))
+	p, err := startProcess(name, bin, args, nil, cp.dir, cp.LogFile(name))
 	if err != nil {
 		return nil, err
 	}
