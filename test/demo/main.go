@@ -1,8 +1,10 @@
 // Command demo runs deploy/job-example.yaml, as a user would apply it, on a local control plane
 // (test/testenv) and a process-based node (test/node), prints what happened when, and tears
-// everything down. `make demo` runs it after building koordinator and the control plane.
+// everything down. `make demo` runs it after building koordinator and the control plane. With
+// -kubelet (make demo KUBELET=1, root) the node is a real kubelet with containerd and runc
+// (test/kubelet), in namespaces of its own.
 //
-//	go run ./test/demo -koordinator bin/koordinator
+//	go run ./test/demo -koordinator bin/koordinator [-kubelet]
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/koordinator-dev/koordinator/test/kubelet"
 	"github.com/koordinator-dev/koordinator/test/node"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
@@ -38,13 +41,48 @@ const (
 func main() {
 	bin := flag.String("koordinator", "bin/koordinator", "the koordinator binary to run in the pod")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up when the Job has not completed by then")
+	realNode := flag.Bool("kubelet", false, "run the Job on a real kubelet with containerd and runc (needs root and make kubelet-node)")
 	flag.Parse()
+	if *realNode && !kubelet.Inside() {
+		os.Exit(runInside())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *bin, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// runInside runs the demo again as PID 1 of the real node's namespaces.
+func runInside() int {
+	if why := kubelet.Unavailable(); why != "" {
+		fmt.Fprintln(os.Stderr, "demo:", why)
+		return 1
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "kubelet-node-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	code, err := kubelet.RunInside(dir, os.Stdout, os.Stderr, func(format string, args ...any) {
+		say(fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	return code
+}
+
+// logSource is the node, either one: what a container wrote.
+type logSource interface {
+	Logs(namespace, pod, container string) string
 }
 
 func run(ctx context.Context, bin string, timeout time.Duration) error {
@@ -54,6 +92,11 @@ func run(ctx context.Context, bin string, timeout time.Duration) error {
 	}
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
+	}
+	if kubelet.Inside() {
+		if err := kubelet.Enter(); err != nil {
+			return err
+		}
 	}
 	work, err := os.MkdirTemp(filepath.Join(root, ".cache"), "demo-")
 	if err != nil {
@@ -70,15 +113,34 @@ func run(ctx context.Context, bin string, timeout time.Duration) error {
 		say("stopping the control plane")
 		_ = cp.Stop()
 	}()
-	say("starting a node that runs each container as a local process (own namespaces, fresh root)")
-	n, err := node.Start(ctx, cp, node.Options{KoordinatorBinary: bin, WorkDir: filepath.Join(work, "node")})
-	if err != nil {
-		return err
+	var n logSource
+	if kubelet.Inside() {
+		say("starting a real node: containerd, runc and kubelet " + testenv.KubernetesVersion)
+		rn, err := kubelet.Start(ctx, cp, kubelet.Options{
+			KoordinatorBinary: bin,
+			KoordinatorImages: []string{"ghcr.io/koordinator-dev/koordinator:latest"},
+			BusyboxImages:     []string{"busybox:1.37"},
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			say("stopping the node")
+			rn.Stop()
+		}()
+		n = rn
+	} else {
+		say("starting a node that runs each container as a local process (own namespaces, fresh root)")
+		pn, err := node.Start(ctx, cp, node.Options{KoordinatorBinary: bin, WorkDir: filepath.Join(work, "node")})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			say("stopping the node")
+			pn.Stop()
+		}()
+		n = pn
 	}
-	defer func() {
-		say("stopping the node")
-		n.Stop()
-	}()
 
 	kubectl := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, cp.Binaries().Kubectl, append([]string{"--kubeconfig", cp.Kubeconfig()}, args...)...)
@@ -119,7 +181,7 @@ func run(ctx context.Context, bin string, timeout time.Duration) error {
 func say(msg string) { fmt.Printf("==> %s\n", msg) }
 
 // explain prints what the Job's pods show when it did not complete: states and logs.
-func explain(client kubernetes.Interface, n *node.Node) {
+func explain(client kubernetes.Interface, n logSource) {
 	pods, err := client.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + jobName})
 	if err != nil {
 		return
@@ -173,7 +235,7 @@ type event struct {
 
 // printTimeline reads koordinator's own log lines in both containers (JSON, with nanosecond
 // times) and when the Job's completion was seen, relative to when the Job was applied.
-func printTimeline(created, complete time.Time, pod *corev1.Pod, n *node.Node) {
+func printTimeline(created, complete time.Time, pod *corev1.Pod, n logSource) {
 	var events []event
 	find := func(container, msg, what string, match func(map[string]any) bool) {
 		for _, line := range jsonLines(n.Logs(pod.Namespace, pod.Name, container)) {

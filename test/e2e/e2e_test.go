@@ -1,7 +1,10 @@
 // Package e2e runs koordinator's end-to-end scenarios: the real binary, built
-// from this tree, in pods of a real local control plane (test/testenv) whose
-// containers the local test node (test/node) runs as processes. The manifests
-// are the ones users copy from deploy/.
+// from this tree, in pods of a real local control plane (test/testenv), on two
+// nodes one after the other: the process node (test/node), which runs
+// containers as processes without root, and the real node (test/kubelet), a
+// kubelet with containerd and runc, which needs root and is skipped with the
+// reason without it. -node=process|kubelet|both picks. The manifests are the
+// ones users copy from deploy/.
 //
 // The whole package is skipped when the control-plane binaries are not built
 // (make controlplane).
@@ -30,6 +33,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/koordinator-dev/koordinator/test/kubelet"
 	"github.com/koordinator-dev/koordinator/test/node"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
@@ -38,11 +42,31 @@ import (
 var (
 	repoRoot string
 	cp       *testenv.ControlPlane
-	nd       *node.Node
+	nd       testNode
 	client   kubernetes.Interface
 	// koordinatorBinary is the linux/amd64 binary built from this tree for the node.
 	koordinatorBinary string
+	// onRealNode: this pass runs on the real kubelet + containerd + runc (test/kubelet), not on
+	// the process node (test/node).
+	onRealNode bool
 )
+
+// testNode is what the scenarios need of a node, either one: every line a container wrote.
+type testNode interface {
+	Logs(namespace, pod, container string) string
+	LogLines(namespace, pod, container string) []node.LogLine
+}
+
+// containerIDScheme is how the node names its runtime in container IDs.
+func containerIDScheme() string {
+	if onRealNode {
+		return "containerd://"
+	}
+	return "local://"
+}
+
+var nodeFlag = flag.String("node", "both",
+	"the node the scenarios run on: process (test/node, no root), kubelet (test/kubelet: kubelet + containerd + runc, root) or both, one pass after the other")
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -68,6 +92,58 @@ func runMain(m *testing.M) int {
 	if testing.Verbose() {
 		logger := log.New(os.Stderr, "", log.Ltime|log.Lmicroseconds)
 		logf = func(format string, args ...any) { logger.Printf(format, args...) }
+	}
+	if kubelet.Inside() {
+		onRealNode = true
+		return runPass(m, logf)
+	}
+	switch *nodeFlag {
+	case "process", "kubelet", "both":
+	default:
+		fmt.Fprintf(os.Stderr, "e2e: -node=%s: want process, kubelet or both\n", *nodeFlag)
+		return 2
+	}
+	code := 0
+	if *nodeFlag != "kubelet" {
+		code = runPass(m, logf)
+	}
+	if *nodeFlag != "process" {
+		if c := runRealNodePass(logf); c != 0 {
+			code = c
+		}
+	}
+	return code
+}
+
+// runRealNodePass runs every scenario again on the real node, in its own namespaces (the test
+// binary re-executed as their PID 1), or says plainly why it cannot.
+func runRealNodePass(logf func(string, ...any)) int {
+	if why := kubelet.Unavailable(); why != "" {
+		fmt.Printf("e2e: SKIP the real-node pass: %s\n", why)
+		return 0
+	}
+	fmt.Printf("e2e: the real-node pass: every scenario on kubelet %s + containerd + runc\n", testenv.KubernetesVersion)
+	dir, err := os.MkdirTemp(filepath.Join(repoRoot, ".cache"), "kubelet-node-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	code, err := kubelet.RunInside(dir, os.Stdout, os.Stderr, logf)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: the real-node pass: %v\n", err)
+		return 1
+	}
+	return code
+}
+
+// runPass starts the control plane and a node, the real one when inside its namespaces, runs
+// every scenario, and stops both.
+func runPass(m *testing.M, logf func(string, ...any)) int {
+	if onRealNode {
+		if err := kubelet.Enter(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: the real node's namespaces: %v\n", err)
+			return 1
+		}
 	}
 	cache := filepath.Join(repoRoot, ".cache")
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -108,7 +184,26 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
-	nd, err = node.Start(ctx, cp, node.Options{
+	if onRealNode {
+		rn, err := kubelet.Start(ctx, cp, kubelet.Options{
+			KoordinatorBinary: binary,
+			// The manifests' image, TestKustomizeExample's overlay and the README's kind block
+			// (TestReadmeInstall): the process node maps any repository named koordinator.
+			KoordinatorImages: []string{koordinatorImage, kustomizeImage, "koordinator:v0.1.0"},
+			BusyboxImages:     []string{busyboxImage},
+			Logf:              logf,
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: the real node: %v\n", err)
+			return 1
+		}
+		nd = rn
+		logf("e2e: control plane and real node up in %s", time.Since(begin).Round(time.Millisecond))
+		code := m.Run()
+		rn.Stop()
+		return code
+	}
+	pn, err := node.Start(ctx, cp, node.Options{
 		KoordinatorBinary: binary,
 		WorkDir:           filepath.Join(tmp, "node"),
 		// The kubelet's 10 s base scaled down tenfold: restarts in the
@@ -120,12 +215,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: node: %v\n", err)
 		return 1
 	}
+	nd = pn
 	logf("e2e: control plane and node up in %s", time.Since(begin).Round(time.Millisecond))
 
 	code := m.Run()
 
-	pids := nd.PIDs()
-	nd.Stop()
+	pids := pn.PIDs()
+	pn.Stop()
 	// Nothing the node started may outlive it.
 	var alive []string
 	for _, pid := range pids {
@@ -133,7 +229,7 @@ func runMain(m *testing.M) int {
 			alive = append(alive, fmt.Sprint(pid))
 		}
 	}
-	for _, pid := range nd.Leftovers() {
+	for _, pid := range pn.Leftovers() {
 		alive = append(alive, fmt.Sprint(pid))
 	}
 	if len(alive) > 0 {

@@ -44,7 +44,7 @@ func TestJobExample(t *testing.T) {
 	}
 	for _, cs := range statuses {
 		term := cs.State.Terminated
-		if term == nil || term.ExitCode != 0 || term.Reason != "Completed" || !strings.HasPrefix(term.ContainerID, "local://") {
+		if term == nil || term.ExitCode != 0 || term.Reason != "Completed" || !strings.HasPrefix(term.ContainerID, containerIDScheme()) {
 			t.Errorf("container %s: state %+v, want terminated with exit 0, reason Completed", cs.Name, cs.State)
 		}
 		if cs.RestartCount != 0 {
