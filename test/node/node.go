@@ -89,9 +89,10 @@ type Node struct {
 	busyboxDir        string
 	koordinatorDigest string
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	started time.Time // relists tick from here (nextRelist)
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	imageMu             sync.Mutex
 	koordinatorImageDir string // image volumes' content, made on first use
@@ -178,6 +179,7 @@ func Start(ctx context.Context, cp *testenv.ControlPlane, opts Options) (_ *Node
 	if err := n.register(ctx); err != nil {
 		return nil, err
 	}
+	n.started = time.Now()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	lw := cache.NewListWatchFromClient(n.client.CoreV1().RESTClient(), "pods", metav1.NamespaceAll,

@@ -101,13 +101,14 @@ type podWorker struct {
 	initialized, initFailed bool
 
 	// Termination (deletion, or the pod's work is done).
-	terminating bool
-	deadline    time.Time         // SIGKILL regular containers at
-	frozen      *corev1.PodStatus // the status written once when termination began
-	final       bool              // every container stopped, final status due/written
-	finalPhase  corev1.PodPhase
-	terminalDue time.Time // when a terminal phase, once due, may be written (phase)
-	deleteSent  bool
+	terminating  bool
+	deadline     time.Time         // SIGKILL regular containers at
+	frozen       *corev1.PodStatus // the status written once when termination began
+	final        bool              // every container stopped, final status due/written
+	finalPhase   corev1.PodPhase
+	terminalDue  time.Time     // when a terminal phase, once due, may be written (phase)
+	pendingExits []pendingExit // exits the next relist will notice
+	deleteSent   bool
 
 	lastWritten *corev1.PodStatus
 	retryAt     time.Time // a failed write or preparation is retried then
@@ -222,6 +223,9 @@ func (w *podWorker) nextWake() time.Duration {
 	if time.Now().Before(w.terminalDue) {
 		consider(w.terminalDue)
 	}
+	for _, p := range w.pendingExits {
+		consider(p.due)
+	}
 	d := time.Until(next)
 	if d < time.Millisecond {
 		d = time.Millisecond
@@ -229,33 +233,71 @@ func (w *podWorker) nextWake() time.Duration {
 	return d
 }
 
+// relistPeriod is how often the kubelet's generic PLEG lists containers: an
+// exit outside a pod's termination reaches the pod worker, and then the API,
+// only at the next relist (0.4–1.0 s after it happened on a real kubelet
+// v1.37.2, docs/real-node.md). During a termination the kubelet's own stop
+// calls see each exit at once.
+const relistPeriod = time.Second
+
+// nextRelist is the first relist after t: relists tick every relistPeriod
+// from the node's start, for all its pods.
+func (n *Node) nextRelist(t time.Time) time.Time {
+	return n.started.Add((t.Sub(n.started)/relistPeriod + 1) * relistPeriod)
+}
+
+// pendingExit is an exit the next relist will notice.
+type pendingExit struct {
+	inst *instance
+	due  time.Time
+}
+
+// applyDueExits applies every pending exit due by now.
+func (w *podWorker) applyDueExits(now time.Time) {
+	kept := w.pendingExits[:0]
+	for _, p := range w.pendingExits {
+		if now.Before(p.due) {
+			kept = append(kept, p)
+			continue
+		}
+		w.applyExit(p.inst)
+	}
+	w.pendingExits = kept
+}
+
 // handle applies an event to the state.
 func (w *podWorker) handle(ev event) {
 	switch {
+	case ev.exit != nil && !w.terminating:
+		w.pendingExits = append(w.pendingExits, pendingExit{inst: ev.exit, due: w.n.nextRelist(time.Now())})
 	case ev.exit != nil:
-		inst := ev.exit
-		c := w.byName[inst.container]
-		if c == nil || c.cur != inst {
-			return
-		}
-		if c.stopProbes != nil {
-			c.stopProbes()
-		}
-		c.curExited = true
-		c.started, c.ready, c.exitReported = false, false, false
-		c.lastExitTerm = terminatedState(inst)
-		w.logf("container %s exited with %d%s", c.spec.Name, inst.exitCode, startErrorNote(inst))
-		if w.terminating {
-			c.finished = true
-			return
-		}
-		// A StartError has exit code 128: restarted as any failure would be.
-		c.finished = c.kind != kindSidecar && !watch.WillRestart(w.pod, c.spec.Name, inst.exitCode)
-		if !c.finished {
-			c.restartAt = time.Now().Add(w.backoff(c))
-		}
+		w.applyExit(ev.exit)
 	case ev.probe != nil:
 		w.handleProbe(ev.probe)
+	}
+}
+
+// applyExit records an instance's exit, as a relist (or a stop call) finds it.
+func (w *podWorker) applyExit(inst *instance) {
+	c := w.byName[inst.container]
+	if c == nil || c.cur != inst {
+		return
+	}
+	if c.stopProbes != nil {
+		c.stopProbes()
+	}
+	c.curExited = true
+	c.started, c.ready, c.exitReported = false, false, false
+	c.lastExitTerm = terminatedState(inst)
+	w.logf("container %s exited with %d%s", c.spec.Name, inst.exitCode, startErrorNote(inst))
+	if w.terminating {
+		c.finished = true
+		return
+	}
+	// A StartError has exit code 128: restarted as any failure would be.
+	c.finished = c.kind != kindSidecar && !watch.WillRestart(w.pod, c.spec.Name, inst.exitCode)
+	if !c.finished {
+		c.restartAt = time.Now().Add(w.backoff(c))
 	}
 }
 
@@ -289,6 +331,7 @@ func (w *podWorker) sync() (done bool) {
 		// status, or force-deleted): nothing may keep running.
 		return true
 	}
+	w.applyDueExits(time.Now())
 	if !w.volumesOK && !w.terminating && time.Now().After(w.retryAt) {
 		if err := w.prepareVolumes(); err != nil {
 			w.volumeErr = err.Error()
@@ -418,6 +461,7 @@ func (w *podWorker) workDone() bool {
 // SIGKILL at deadline; then sidecars in reverse order. No container state is
 // written until all have stopped, as the kubelet's killPod blocks.
 func (w *podWorker) beginTermination(deadline time.Time, why string) {
+	w.applyDueExits(time.Now().Add(relistPeriod)) // the stop calls see every exit
 	w.logf("terminating (%s), grace until %s", why, deadline.Format(time.RFC3339))
 	w.flush()
 	st := w.buildStatus()
