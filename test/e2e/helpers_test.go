@@ -524,8 +524,10 @@ func before(t *testing.T, a, b time.Time, what string) {
 const logSkew = 100 * time.Millisecond
 
 // captureLag bounds how much later than it was written a child's own output line is stamped: the
-// node stamps a line when it reads it from the pipe; koordinator stamps its lines itself.
-const captureLag = 100 * time.Millisecond
+// node (the process node's log writer, containerd's shim on the real node) stamps a line when it
+// reads it from the pipe; koordinator stamps its lines itself. 172 ms was seen on the process
+// node with both e2e passes, a demo and a benchmark sharing 2 cores.
+const captureLag = 500 * time.Millisecond
 
 // afterExit checks that reaction, another wrapper acting on a dependency's exit, did not come
 // before that exit: not earlier than the dependency's "child exited" line minus logSkew.
