@@ -1,6 +1,7 @@
 // Command benchkubelet measures, on the real test node (test/kubelet: kubelet, containerd and
-// runc, root), the example Job with koordinator side by side with the same Job written with a
-// native sidecar and no koordinator, interleaved in one run:
+// runc, root), the example Job with koordinator (copied by an init container, and mounted from an
+// image volume) side by side with the same Job written with a native sidecar and no koordinator,
+// interleaved in one run:
 //
 //   - pod start → main running: from the Job's creation to main's first line (the runtime's
 //     timestamp of it);
@@ -145,18 +146,20 @@ func run(bin string, runs int, doc string) error {
 	}
 	b := &bench{client: client, cp: cp, nd: nd, root: root}
 
-	res := map[string]*variantResult{withKoordinator: {}, withNativeSidecar: {}}
+	variants := []string{withKoordinator, withImageVolume, withNativeSidecar}
+	res := map[string]*variantResult{}
+	for _, v := range variants {
+		res[v] = &variantResult{}
+	}
 	// A first Job of each shape warms the node (images unpacked, first sandbox), unmeasured.
-	for _, v := range []string{withKoordinator, withNativeSidecar} {
+	for _, v := range variants {
 		if _, err := b.jobRun(v, "warm"); err != nil {
 			return err
 		}
 	}
 	for i := 0; i < runs; i++ {
-		order := []string{withKoordinator, withNativeSidecar}
-		if i%2 == 1 {
-			slices.Reverse(order)
-		}
+		// Each round in another order: a variant never always follows the same one.
+		order := append(slices.Clone(variants[i%len(variants):]), variants[:i%len(variants)]...)
 		for _, v := range order {
 			r, err := b.jobRun(v, fmt.Sprint(i))
 			if err != nil {
@@ -168,8 +171,8 @@ func run(bin string, runs int, doc string) error {
 				return err
 			}
 			res[v].addDeletion(d)
-			logf("round %d %s: main running %s, main exit → Complete %s, deletion %s (sidecar outlived main: %v), sidecar working set %s",
-				i+1, v, ms(r.mainRunning), ms(r.complete), ms(d.gone), d.sidecarOutlived, mib(r.workingSet))
+			logf("round %d %s: main running %s (proxy running %s, ready → main %s), main exit → Complete %s, deletion %s (sidecar outlived main: %v), sidecar working set %s",
+				i+1, v, ms(r.mainRunning), ms(r.proxyRunning), ms(r.gate), ms(r.complete), ms(d.gone), d.sidecarOutlived, mib(r.workingSet))
 		}
 	}
 	copyTime, err := installTime(bin, filepath.Join(nd.Dir(), "install-bench"), 20)
@@ -185,6 +188,7 @@ func run(bin string, runs int, doc string) error {
 		Kubernetes:  testenv.KubernetesVersion,
 		Runs:        runs,
 		Koordinator: res[withKoordinator].summary(),
+		ImageVolume: res[withImageVolume].summary(),
 		Native:      res[withNativeSidecar].summary(),
 		CopyTime:    ms(copyTime),
 		CopyBytes:   st.Size(),
@@ -193,13 +197,17 @@ func run(bin string, runs int, doc string) error {
 
 const (
 	withKoordinator   = "koordinator"
+	withImageVolume   = "koordinator from an image volume"
 	withNativeSidecar = "native sidecar"
 )
 
 // jobResult is one run of the example Job.
 type jobResult struct {
 	mainRunning, complete time.Duration
-	workingSet            uint64 // the sidecar container's, while main works
+	// proxyRunning: the Job's creation → the proxy's first line; gate: the proxy's "ready" line →
+	// main's first line (the start dependency's way through the node, and the API for koordinator).
+	proxyRunning, gate time.Duration
+	workingSet         uint64 // the sidecar container's, while main works
 }
 
 // deletionResult is one deletion of a running pod.
@@ -243,6 +251,15 @@ func (b *bench) jobRun(v, round string) (jobResult, error) {
 		return r, err
 	}
 	r.mainRunning = running.Sub(created)
+	proxyStarted, err := b.waitLine(ns, pod, "proxy", "proxy: starting")
+	if err != nil {
+		return r, err
+	}
+	proxyReady, err := b.waitLine(ns, pod, "proxy", "proxy: ready")
+	if err != nil {
+		return r, err
+	}
+	r.proxyRunning, r.gate = proxyStarted.Sub(created), running.Sub(proxyReady)
 	if r.workingSet, err = b.workingSet(ns, pod, "proxy"); err != nil {
 		return r, err
 	}
@@ -303,17 +320,14 @@ func (b *bench) deletionRun(v, round string) (deletionResult, error) {
 }
 
 func (b *bench) namespace(v, what string) (string, error) {
-	prefix := "bench-koordinator-"
-	if v == withNativeSidecar {
-		prefix = "bench-native-"
-	}
+	prefix := map[string]string{withKoordinator: "bench-koordinator-", withImageVolume: "bench-image-volume-", withNativeSidecar: "bench-native-"}[v]
 	ns, err := b.client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + what + "-"},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", err
 	}
-	if v == withKoordinator {
+	if v != withNativeSidecar {
 		if err := b.applyRBAC(ns.Name); err != nil {
 			return "", err
 		}
@@ -321,11 +335,16 @@ func (b *bench) namespace(v, what string) (string, error) {
 	return ns.Name, nil
 }
 
-// job is deploy/job-example.yaml as users copy it (koordinator), or the same Job with the proxy
+// job is deploy/job-example.yaml as users copy it (koordinator), deploy/job-image-volume-example.yaml
+// (koordinator from an image volume: no init container, no copy), or the same Job with the proxy
 // as a native sidecar gated by a startup probe on the same file, so main starts once the proxy
 // is ready in both, and no koordinator. main works `work` seconds and leaves on SIGTERM in both.
 func (b *bench) job(v string, work int) (*batchv1.Job, error) {
-	raw, err := os.ReadFile(filepath.Join(b.root, "deploy", "job-example.yaml"))
+	manifest := "job-example.yaml"
+	if v == withImageVolume {
+		manifest = "job-image-volume-example.yaml"
+	}
+	raw, err := os.ReadFile(filepath.Join(b.root, "deploy", manifest))
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +359,7 @@ func (b *bench) job(v string, work int) (*batchv1.Job, error) {
 			spec.Containers[i].Args = []string{mainScript}
 		}
 	}
-	if v == withKoordinator {
+	if v != withNativeSidecar {
 		return &job, nil
 	}
 	var proxy, main corev1.Container
@@ -525,18 +544,18 @@ func installTime(bin, dir string, n int) (time.Duration, error) {
 // --- the report --------------------------------------------------------------------------------
 
 type report struct {
-	Machine             benchdoc.Machine
-	Kubernetes          string
-	Runs                int
-	Koordinator, Native summary
-	CopyTime            string
-	CopyBytes           int64
+	Machine                          benchdoc.Machine
+	Kubernetes                       string
+	Runs                             int
+	Koordinator, ImageVolume, Native summary
+	CopyTime                         string
+	CopyBytes                        int64
 }
 
 type summary struct {
-	MainRunning, Complete, Deletion figure
-	Outlived                        string
-	WorkingSet                      string
+	MainRunning, ProxyRunning, Gate, Complete, Deletion figure
+	Outlived                                            string
+	WorkingSet                                          string
 }
 
 type figure struct{ Median, Max string }
@@ -551,9 +570,11 @@ func (v *variantResult) summary() summary {
 		return figure{Median: ms(d[len(d)/2]), Max: ms(d[len(d)-1])}
 	}
 	s := summary{
-		MainRunning: pick(func(i int) time.Duration { return v.jobs[i].mainRunning }, len(v.jobs)),
-		Complete:    pick(func(i int) time.Duration { return v.jobs[i].complete }, len(v.jobs)),
-		Deletion:    pick(func(i int) time.Duration { return v.deletions[i].gone }, len(v.deletions)),
+		MainRunning:  pick(func(i int) time.Duration { return v.jobs[i].mainRunning }, len(v.jobs)),
+		ProxyRunning: pick(func(i int) time.Duration { return v.jobs[i].proxyRunning }, len(v.jobs)),
+		Gate:         pick(func(i int) time.Duration { return v.jobs[i].gate }, len(v.jobs)),
+		Complete:     pick(func(i int) time.Duration { return v.jobs[i].complete }, len(v.jobs)),
+		Deletion:     pick(func(i int) time.Duration { return v.deletions[i].gone }, len(v.deletions)),
 	}
 	outlived := 0
 	for _, d := range v.deletions {
