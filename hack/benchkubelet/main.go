@@ -76,17 +76,7 @@ func outside() int {
 		fmt.Println("benchkubelet: skipped:", why)
 		return 0
 	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchkubelet:", err)
-		return 1
-	}
-	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "kubelet-node-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchkubelet:", err)
-		return 1
-	}
-	code, err := kubelet.RunInside(dir, os.Stdout, os.Stderr, logf)
+	code, err := kubelet.RunInside(os.Stdout, os.Stderr, logf)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchkubelet:", err)
 		return 1

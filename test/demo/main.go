@@ -60,17 +60,7 @@ func runInside() int {
 		fmt.Fprintln(os.Stderr, "demo:", why)
 		return 1
 	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		return 1
-	}
-	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "kubelet-node-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		return 1
-	}
-	code, err := kubelet.RunInside(dir, os.Stdout, os.Stderr, func(format string, args ...any) {
+	code, err := kubelet.RunInside(os.Stdout, os.Stderr, func(format string, args ...any) {
 		say(fmt.Sprintf(format, args...))
 	})
 	if err != nil {

@@ -123,12 +123,7 @@ func runRealNodePass(logf func(string, ...any)) int {
 		return 0
 	}
 	fmt.Printf("e2e: the real-node pass: every scenario on kubelet %s + containerd + runc\n", testenv.KubernetesVersion)
-	dir, err := os.MkdirTemp(filepath.Join(repoRoot, ".cache"), "kubelet-node-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-		return 1
-	}
-	code, err := kubelet.RunInside(dir, os.Stdout, os.Stderr, logf)
+	code, err := kubelet.RunInside(os.Stdout, os.Stderr, logf)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: FAIL: the real-node pass: %v\n", err)
 		return 1

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
 // envInside marks the re-executed process that runs inside the node's namespaces, and names the
@@ -36,14 +38,22 @@ func Inside() bool { return os.Getenv(envInside) != "" && os.Getpid() == 1 }
 func Dir() string { return os.Getenv(envInside) }
 
 // RunInside runs the current executable again, with the same arguments, as PID 1 of a new mount,
-// network, PID and UTS namespace, and returns its exit code. dir, a fresh folder under the repo's
-// .cache, holds the node's files; RunInside removes it once the namespace is gone (never before:
+// network, PID and UTS namespace, and returns its exit code. A fresh folder under the repo's
+// .cache holds the node's files; RunInside removes it once the namespace is gone (never before:
 // containers' mounts point into it). Everything started in there dies
 // with it: the kernel ends a PID namespace's processes when its PID 1 exits, and the namespace's
 // mounts and network go with them. What the kubelet writes into the host's shared cgroup
 // hierarchies (the kubepods cgroups, empty once the namespace is gone) is removed afterwards, and
 // the host is then compared with how it was before: a difference is an error.
-func RunInside(dir string, stdout, stderr io.Writer, logf func(string, ...any)) (int, error) {
+func RunInside(stdout, stderr io.Writer, logf func(string, ...any)) (int, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(root, ".cache"), "kubelet-node-")
+	if err != nil {
+		return 0, err
+	}
 	before, err := takeHostState()
 	if err != nil {
 		return 0, fmt.Errorf("reading the host's state: %w", err)
