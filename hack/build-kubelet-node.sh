@@ -64,13 +64,15 @@ if ! built "$KUBELET_DIR/kubelet" "Kubernetes $K8S_VERSION" --version; then
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
   mkdir -p "$KUBELET_DIR"
+  start=$SECONDS
   (cd "$TOOLS_MOD" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags "$ldflags" -o "$KUBELET_DIR/kubelet.tmp.$$" k8s.io/kubernetes/cmd/kubelet)
   mv -f "$KUBELET_DIR/kubelet.tmp.$$" "$KUBELET_DIR/kubelet"
+  echo "build-kubelet-node: built kubelet $K8S_VERSION in $((SECONDS - start)) s"
 fi
 
 CONTAINERD_DIR="$CACHE/containerd-$CONTAINERD_VERSION"
 if ! built "$CONTAINERD_DIR/containerd" "$CONTAINERD_VERSION" --version || [[ ! -x "$CONTAINERD_DIR/containerd-shim-runc-v2" ]]; then
-  echo "building containerd $CONTAINERD_VERSION once (~5 min on 2 cores); cached in .cache/kubelet-node"
+  echo "building containerd $CONTAINERD_VERSION once (~3 min on 2 cores); cached in .cache/kubelet-node"
   CGO_ENABLED=0 install_into "$CONTAINERD_DIR" "containerd $CONTAINERD_VERSION" -tags no_btrfs \
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
     "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
@@ -84,6 +86,7 @@ if ! built "$RUNC_DIR/runc" "libseccomp: " --version; then
   if [[ ! -f "$seccomp/usr/lib/x86_64-linux-gnu/pkgconfig/libseccomp.pc" ]]; then
     echo "build-kubelet-node: fetching Debian's $LIBSECCOMP_DEB (apt-get download, unpacked under .cache; nothing installed)"
     dl="$(mktemp -d "$CACHE/.deb.XXXXXX")"
+    chmod 0777 "$dl" # apt-get downloads as its _apt user where it can
     (cd "$dl" && apt-get download "$LIBSECCOMP_DEB" >/dev/null) || {
       echo "build-kubelet-node: apt-get download $LIBSECCOMP_DEB failed; run apt-get update (as root) and retry" >&2; rm -rf "$dl"; exit 1; }
     rm -rf "$seccomp.tmp" && mkdir -p "$seccomp.tmp"
