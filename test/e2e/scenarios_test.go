@@ -386,6 +386,36 @@ while true; do sleep 1 & wait $!; done
 	if final.DeletionTimestamp.Before(&sideTerm.FinishedAt) {
 		t.Errorf("the sidecar finished at %s, after the grace period ended (%s)", sideTerm.FinishedAt, final.DeletionTimestamp)
 	}
+	// The deletion's silence, as the real kubelet keeps it (docs/real-node.md): from the deletion
+	// until the final status, every version shows both containers running and the sidecar ready
+	// (its readiness probe keeps passing; nobody clears ready on deletion); main's exit shows
+	// only in the write that shows the sidecar's too.
+	during := 0
+	for _, p := range rec.all() {
+		if p.DeletionTimestamp == nil {
+			continue
+		}
+		m, sc := ctrStatus(p, "main"), ctrStatus(p, "sidecar")
+		if m == nil || sc == nil {
+			t.Errorf("resourceVersion %s of the pod being deleted lacks a container status", p.ResourceVersion)
+			continue
+		}
+		if m.State.Terminated != nil || sc.State.Terminated != nil {
+			if m.State.Terminated == nil || sc.State.Terminated == nil {
+				t.Errorf("during the deletion (resourceVersion %s) the API showed main %+v and the sidecar %+v: one exit before the other", p.ResourceVersion, m.State, sc.State)
+			}
+			continue
+		}
+		during++
+		if m.State.Running == nil || sc.State.Running == nil || !sc.Ready {
+			t.Errorf("during the deletion (resourceVersion %s) the API showed main %+v and the sidecar %+v (ready %v), want both running and the sidecar ready",
+				p.ResourceVersion, m.State, sc.State, sc.Ready)
+		}
+	}
+	if during == 0 {
+		t.Error("no version of the pod showed it being deleted before its final status")
+	}
+	t.Logf("%d versions of the pod between the deletion and its final status", during)
 
 	// From the logs.
 	ml, sl := readLog(ns, "deleted", "main"), readLog(ns, "deleted", "sidecar")
