@@ -225,6 +225,10 @@ type instance struct {
 	cmd       *exec.Cmd
 	pid       int    // on the host
 	pidNS     string // /proc/<pid>/ns/pid link target, to find leftovers
+	// nsHold keeps the PID namespace open until Leftovers has looked: a namespace's
+	// identity (its inode number) is reused once it is gone, by any other container's on the
+	// machine (the real test node's, run beside this one, makes many).
+	nsHold *os.File
 	startedAt time.Time
 	logPath   string
 	env       []string // for exec probes
@@ -335,6 +339,7 @@ func (n *Node) startInstance(dir string, spec *initSpec, inst *instance, onExit 
 	inst.startedAt = time.Now()
 	inst.done = make(chan struct{})
 	inst.pidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", inst.pid))
+	inst.nsHold, _ = os.Open(fmt.Sprintf("/proc/%d/ns/pid", inst.pid))
 	n.track(inst)
 	go func() {
 		err := cmd.Wait() // also waits until the output is copied

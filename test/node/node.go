@@ -372,16 +372,25 @@ func (n *Node) PIDs() []int {
 
 // Leftovers returns the pids of processes that still run in any PID
 // namespace the node made (probe processes included). After Stop it is
-// empty.
+// empty. Call it once, after Stop: it lets go of the namespaces the node held
+// open so that no other namespace could take their identity.
 func (n *Node) Leftovers() []int {
 	n.mu.Lock()
 	nss := map[string]bool{}
+	var holds []*os.File
 	for _, i := range n.instances {
-		if i.pidNS != "" {
+		if i.pidNS != "" && i.nsHold != nil {
 			nss[i.pidNS] = true
+			holds = append(holds, i.nsHold)
+			i.nsHold = nil
 		}
 	}
 	n.mu.Unlock()
+	defer func() {
+		for _, f := range holds {
+			f.Close()
+		}
+	}()
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {

@@ -248,7 +248,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"+pidNamespace("self")+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	cp := &ControlPlane{opts: opts, bins: bins, dir: dir, procs: map[string]*process{}}
@@ -386,8 +386,52 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	return cp, nil
 }
 
-// ownerFile in a run folder holds the pid of the process that made it.
+// ownerFile in a run folder holds the pid of the process that made it and,
+// on a second line, its PID namespace: a control plane started inside the
+// real test node's namespaces (test/kubelet) has a pid that means nothing
+// outside them, and the other way round.
 const ownerFile = "owner.pid"
+
+// pidNamespace names the PID namespace of a process ("self" or a pid), as
+// /proc/<pid>/ns/pid links to it; "" when unknown.
+func pidNamespace(pid string) string {
+	ns, _ := os.Readlink(filepath.Join("/proc", pid, "ns", "pid"))
+	return ns
+}
+
+// ownerAlive reports whether the owner a run folder names may still run. In
+// this process's PID namespace (or when the file names none) the pid says.
+// In another one it is alive while any process seen here is in that
+// namespace; a namespace no process here is in is gone when this process
+// sees every namespace (it is in the host's), and may be an ancestor's,
+// alive, when it does not.
+func ownerAlive(pid int, ns string) bool {
+	if ns == "" || ns == pidNamespace("self") {
+		return processAlive(pid)
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err == nil && pidNamespace(e.Name()) == ns {
+			return true
+		}
+	}
+	return !inHostPIDNamespace()
+}
+
+// inHostPIDNamespace reports whether this process is in the outermost PID
+// namespace: its NSpid line lists one pid, not one per nesting level.
+func inHostPIDNamespace() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			return len(strings.Fields(rest)) == 1
+		}
+	}
+	return false
+}
 
 // removeStaleRunDirs removes run folders whose owner process is gone (a test
 // binary killed before it could call Stop; its children died with it).
@@ -405,7 +449,12 @@ func removeStaleRunDirs(runBase string) {
 			}
 			continue
 		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && !processAlive(pid) {
+		lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)
+		ns := ""
+		if len(lines) == 2 {
+			ns = strings.TrimSpace(lines[1])
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(lines[0])); err == nil && pid > 0 && !ownerAlive(pid, ns) {
 			os.RemoveAll(dir)
 		}
 	}
