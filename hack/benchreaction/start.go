@@ -252,13 +252,14 @@ func (b *bench) startRuns(ctx context.Context, n int, prefix, kb string) (runs [
 	return runs, spawn, nil
 }
 
-// startTargets is the issue's targets for the start reaction, as a markdown line.
-func startTargets(runs []startSample) string {
+// startTargets is the issues' targets for the start reaction, as a markdown line; own is
+// koordinator's own share at p50.
+func startTargets(runs []startSample, own time.Duration) string {
 	r, f := startDurations(runs, func(s startSample) time.Duration { return s.reaction }), startDurations(runs, func(s startSample) time.Duration { return s.floor })
 	r50, f50, r99, f99 := pct(r, 0.5), pct(f, 0.5), pct(r, 0.99), pct(f, 0.99)
-	return fmt.Sprintf("Targets: start reaction ≤ floor + 1 ms at p50 (issue 8): %s (%s; limit %s). "+
+	return fmt.Sprintf("Targets: the start reaction's own share ≤ 1 ms at p50 (issue 18): %s (%s). Start reaction ≤ floor + 1 ms at p50 (issue 8): %s (%s; limit %s). "+
 		"Start reaction ≤ floor p99 + 3 ms at p99 (issue 8): %s (%s; limit %s).\n",
-		verdict(r50 <= f50+time.Millisecond), ms(r50), ms(f50+time.Millisecond),
+		verdict(own <= time.Millisecond), ms(own), verdict(r50 <= f50+time.Millisecond), ms(r50), ms(f50+time.Millisecond),
 		verdict(r99 <= f99+3*time.Millisecond), ms(r99), ms(f99+3*time.Millisecond))
 }
 
@@ -289,8 +290,9 @@ func makeStartTable(runs []startSample, spawn []time.Duration) string {
 		ms(pct(spawn, 0.5)), ms(pct(spawn, 0.99)), len(spawn))
 	r50 := pct(startDurations(runs, func(s startSample) time.Duration { return s.reaction }), 0.5)
 	f50 := pct(startDurations(runs, func(s startSample) time.Duration { return s.floor }), 0.5)
-	fmt.Fprintf(&sb, "| start reaction − floor − instrument (p50 − p50 − p50): koordinator's own share | %s | | |\n", ms(r50-f50-pct(spawn, 0.5)))
-	sb.WriteString("\n" + startTargets(runs) + "\n")
+	own := r50 - f50 - pct(spawn, 0.5)
+	fmt.Fprintf(&sb, "| start reaction − floor − instrument (p50 − p50 − p50): koordinator's own share | %s | | |\n", ms(own))
+	sb.WriteString("\n" + startTargets(runs, own) + "\n")
 
 	p50 := func(f func(startSample) time.Duration) string { return ms(pct(startDurations(runs, f), 0.5)) }
 	sb.WriteString("Where the time goes (p50 of each part, from the wrapper's own log timestamps; medians need not add up):\n\n")
