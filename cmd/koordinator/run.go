@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/koordinator-dev/koordinator/internal/footprint"
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
@@ -134,15 +132,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	cfg.Log = log
-	cfg.Settled = func() {
-		debug.FreeOSMemory()
-		n, err := footprint.Release()
-		if err != nil {
-			log.Debug("cannot release start-up memory", zap.Error(err))
-			return
-		}
-		log.Debug("released start-up memory", zap.Int("unmappedBytes", n))
+	quiet, err := newLogger(getenv, io.Discard)
+	if err != nil {
+		return fail(log, stderr, err.Error())
 	}
+	if sp.Name != "" {
+		quiet = quiet.With(zap.String("container", sp.Name))
+	}
+	if cfg.PodName != "" {
+		quiet = quiet.With(zap.String("pod", cfg.PodName), zap.String("namespace", cfg.Namespace))
+	}
+	s := &settler{log: log, quiet: quiet, spec: sp, command: command, started: started}
+	cfg.Settled = s.settled
 	return lifecycle.Run(context.Background(), cfg)
 }
 

@@ -71,8 +71,9 @@ type Config struct {
 	MountInfo string
 	// Settled, when set, runs once in its own goroutine settleDelay after start-up is over: the
 	// child has started (and the pod was seen, with dependencies), or the first pod state left
-	// the start dependencies pending. From then on koordinator mostly waits.
-	Settled func()
+	// the start dependencies pending. From then on koordinator mostly waits. pod is the pod's
+	// state as last seen then (never mutated; nil without dependencies).
+	Settled func(pod *corev1.Pod)
 }
 
 // Run coordinates the child until it has exited and returns koordinator's exit code.
@@ -332,7 +333,8 @@ func (l *loop) settle() {
 		return
 	}
 	l.settled = true
-	time.AfterFunc(settleDelay, l.cfg.Settled)
+	pod, settled := l.pod, l.cfg.Settled
+	time.AfterFunc(settleDelay, func() { settled(pod) })
 }
 
 // see takes a new state of the pod; the first one validates the dependencies.
