@@ -96,7 +96,7 @@ func (b *bench) abRun(ctx context.Context, bin string, vs []variant, n int, o id
 	}
 	k50 := pct(kill, 0.5)
 	fmt.Printf("A/B, %d interleaved rounds; instruments: a plain parent starts the child p50 %s, a plain parent's kill(2) reaches the child p50 %s\n\n", n, ms(sp50), ms(k50))
-	fmt.Printf("| variant | start reaction p50 / p90 | its floor p50 | start: own share | stop via API p50 / p90 | its floor p50 | stop: own share |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| variant | start reaction p50 / p90 | its floor p50 | start: own share | page faults from the write to the exit (wrapper and child), median | stop via API p50 / p90 | its floor p50 | stop: own share |\n|---|---|---|---|---|---|---|---|\n")
 	for j, v := range vs {
 		r := res[j]
 		st := startDurations(r.start, func(s startSample) time.Duration { return s.reaction })
@@ -106,8 +106,9 @@ func (b *bench) abRun(ctx context.Context, bin string, vs []variant, n int, o id
 		for i, s := range r.stop {
 			ap[i], af[i] = s.reaction, s.floor
 		}
-		fmt.Printf("| %s | %s / %s | %s | %s | %s / %s | %s | %s |\n", v.name,
-			ms(pct(st, 0.5)), ms(pct(st, 0.9)), ms(pct(sf, 0.5)), ms(pct(st, 0.5)-pct(sf, 0.5)-sp50),
+		fl := startDurations(r.start, func(s startSample) time.Duration { return time.Duration(s.faults) })
+		fmt.Printf("| %s | %s / %s | %s | %s | %d | %s / %s | %s | %s |\n", v.name,
+			ms(pct(st, 0.5)), ms(pct(st, 0.9)), ms(pct(sf, 0.5)), ms(pct(st, 0.5)-pct(sf, 0.5)-sp50), int64(pct(fl, 0.5)),
 			ms(pct(ap, 0.5)), ms(pct(ap, 0.9)), ms(pct(af, 0.5)), ms(pct(ap, 0.5)-pct(af, 0.5)-k50))
 	}
 	if o.wrappers < 2 {

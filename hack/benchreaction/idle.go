@@ -531,7 +531,15 @@ func (b *bench) idleCost(ctx context.Context, bin string, o idleOptions, doc str
 	if r.apiCPU >= 0 {
 		b.idleCPUPerMin, b.idleWrappers = r.apiCPU/r.idle.Minutes(), o.wrappers
 	}
+	version, binMiB := "v1", "?"
+	if b.mc != nil && b.mc.v2 {
+		version = "v2"
+	}
+	if st, err := os.Stat(bin); err == nil {
+		binMiB = fmt.Sprintf("%.1f MiB", float64(st.Size())/(1<<20))
+	}
 	return report(doc, idleSection, "", idleSectionTemplate, makeIdleTable(o, cold, r), machine, map[string]any{
+		"Cgroups": b.mc != nil, "CgroupWhy": b.noMemcg, "CgroupVersion": version, "BinaryMiB": binMiB,
 		"ColdRuns": o.coldRuns, "Wrappers": o.wrappers, "RSSAfter": o.rssAfter, "Idle": r.idle.Round(time.Second),
 		"Short": r.idle < 5*time.Minute,
 	})

@@ -133,6 +133,7 @@ type bench struct {
 	settle     time.Duration
 	cp         *testenv.ControlPlane
 	mc         *memcg   // the benchmark's memory cgroup; nil where the machine does not allow one
+	noMemcg    string   // why mc is nil
 	extraEnv   []string // added to every wrapper's environment (A/B runs)
 
 	startP99      time.Duration // the single wrapper's start reaction p99; 0 if not measured
@@ -203,9 +204,8 @@ func run(bin string, n int, settle time.Duration, doc string, timeout time.Durat
 		return err
 	}
 
-	var why string
-	if b.mc, why = newMemcg(); b.mc == nil {
-		fmt.Fprintf(os.Stderr, "benchreaction: no memory cgroups (%s): the working sets are estimates\n", why)
+	if b.mc, b.noMemcg = newMemcg(); b.mc == nil {
+		fmt.Fprintf(os.Stderr, "benchreaction: no memory cgroups (%s): the working sets are estimates\n", b.noMemcg)
 	}
 	defer func() {
 		if err := b.mc.close(); err != nil {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +35,7 @@ type startSample struct {
 	decided  time.Duration // → the wrapper logs "dependency ready"
 	started  time.Duration // → the wrapper logs "child started"
 	scrape   time.Duration // the last /metrics read before the write, which found the wrapper's watch
+	faults   int64         // minor page faults of the wrapper and its child from just before the write to their exit
 }
 
 // scrapeQuiet is the idle time between the /metrics read that found the wrapper's watch and the
@@ -107,6 +110,7 @@ func (b *bench) startRun(ctx context.Context, name, kb string) (startSample, err
 		return s, fmt.Errorf("the wrapper did not wait for main; its log:\n%s", out)
 	}
 
+	faultsBefore := minorFaults(p.cmd.Process.Pid)
 	_, written, err := b.writeMain(ctx, pod, nowReady)
 	if err != nil {
 		return s, err
@@ -126,6 +130,9 @@ func (b *bench) startRun(ctx context.Context, name, kb string) (startSample, err
 	decided, started := at[0], at[1]
 	if decided < written {
 		return s, fmt.Errorf("the wrapper saw main Ready before the write (its first sync came late); its log:\n%s", out)
+	}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && faultsBefore >= 0 {
+		s.faults = ru.Minflt - faultsBefore
 	}
 	s.reaction = time.Duration(childAt - written)
 	s.floor = time.Duration(eventAt - written)
@@ -327,4 +334,22 @@ func (b *bench) startReaction(ctx context.Context, bin string, n int, doc string
 	b.startP99 = pct(startDurations(runs, func(s startSample) time.Duration { return s.reaction }), 0.99)
 	return report(doc, startSection, section, startSectionTemplate, makeStartTable(runs, spawn), machine,
 		map[string]any{"N": n, "Quiet": scrapeQuiet, "CheckAfter": watchCheckAfter, "Steady": steadyAfter})
+}
+
+// minorFaults is the minor page faults of pid so far (/proc/PID/stat), -1 if unknown.
+func minorFaults(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3; minflt is field 10
+	if i < 0 || len(f) < 8 {
+		return -1
+	}
+	n, err := strconv.ParseInt(f[7], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
