@@ -33,8 +33,10 @@ type settler struct {
 	started time.Time
 }
 
-// settled is lifecycle.Config.Settled; pod is the last state of the pod (nil without one).
-func (s *settler) settled(pod *corev1.Pod) {
+// settled is lifecycle.Config.Settled: pod is the last state of the pod (nil without one),
+// running whether the child runs. The rehearsal is of the next reaction only — the start while
+// the child waits, the stop once it runs — since every page it maps stays in the resident set.
+func (s *settler) settled(pod *corev1.Pod, running bool) {
 	// Encoding the event is no reaction's work: done before the release, its pages go with it.
 	var rehearsal *watch.Rehearsal
 	if pod != nil {
@@ -43,6 +45,11 @@ func (s *settler) settled(pod *corev1.Pod) {
 			s.log.Debug("no rehearsal of the next pod event", zap.Error(err))
 		}
 	}
+	var exitedFile []byte // a stop dependency's state file, for the pod-local channel's parsing
+	if running && len(s.spec.StopDeps) > 0 {
+		exitedFile, _ = podlocal.Marshal(podlocal.State{Container: rehearsalName, Instance: rehearsalName,
+			Pid: 1, StartedAt: s.started, Exited: true, ExitedAt: time.Now()})
+	}
 	debug.FreeOSMemory()
 	n, err := footprint.Release()
 	if err != nil {
@@ -50,33 +57,38 @@ func (s *settler) settled(pod *corev1.Pod) {
 		return
 	}
 	if rehearsal != nil {
-		if err := rehearsal.Run(s.spec.StartDeps, s.spec.StopDeps); err != nil {
+		startDeps, stopDeps := s.spec.StartDeps, []string(nil)
+		if running {
+			startDeps, stopDeps = nil, s.spec.StopDeps
+		}
+		if err := rehearsal.Run(startDeps, stopDeps); err != nil {
 			s.log.Debug("rehearsing the next pod event", zap.Error(err))
 		}
+		if running {
+			s.rehearseStop(exitedFile)
+		} else {
+			s.rehearseStart()
+		}
 	}
-	s.rehearseStateFile()
-	s.rehearseLog()
 	s.log.Debug("released start-up memory", zap.Int("unmappedBytes", n))
 }
 
-// rehearseStateFile encodes this container's state file as the start publishes it and decodes
-// a stop dependency's as the pod-local channel reads it.
-func (s *settler) rehearseStateFile() {
-	const name = "rehearsal"
-	for _, st := range []podlocal.State{
-		{Container: name, Instance: name, Pid: 1, StartedAt: s.started},
-		{Container: name, Instance: name, Pid: 1, StartedAt: s.started, Exited: true, ExitedAt: time.Now()},
-	} {
-		if b, err := podlocal.Marshal(st); err == nil {
-			_, _ = podlocal.Parse(name, b)
-		}
-	}
+// rehearsalName stands for a container in the rehearsal's state files.
+const rehearsalName = "rehearsal"
+
+// rehearseStart encodes the state file the start publishes and the start's log lines.
+func (s *settler) rehearseStart() {
+	_, _ = podlocal.Marshal(podlocal.State{Container: rehearsalName, Instance: rehearsalName, Pid: 1, StartedAt: s.started})
+	s.quiet.Info("dependency ready", zap.String("dependency", rehearsalName), zap.Duration("waited", time.Since(s.started)))
+	s.quiet.Info("child started", zap.Int("pid", 1), zap.Strings("command", s.command))
 }
 
-// rehearseLog encodes the reactions' log lines, with the same field types.
-func (s *settler) rehearseLog() {
-	s.quiet.Info("dependency ready", zap.String("dependency", "rehearsal"), zap.Duration("waited", time.Since(s.started)))
-	s.quiet.Info("child started", zap.Int("pid", 1), zap.Strings("command", s.command))
+// rehearseStop decodes a stop dependency's state file as the pod-local channel reads it (when
+// there is one) and encodes the stop's log lines.
+func (s *settler) rehearseStop(exitedFile []byte) {
+	if exitedFile != nil {
+		_, _ = podlocal.Parse(rehearsalName, exitedFile)
+	}
 	s.quiet.Info("stop dependencies exited", zap.Strings("exited", s.spec.StopDeps), zap.Strings("fromStateFiles", nil))
 	s.quiet.Info("stop condition", zap.Stringer("reason", time.Duration(0)), zap.Duration("stopDelay", s.spec.StopDelay))
 }

@@ -19,6 +19,7 @@ import (
 // variant is one side of an A/B run.
 type variant struct {
 	name string
+	bin  string // "" for -bin
 	env  []string
 }
 
@@ -26,13 +27,14 @@ type variantFlag []variant
 
 func (v *variantFlag) String() string { return fmt.Sprint(*v) }
 
-// Set takes NAME or NAME:KEY=VALUE,KEY=VALUE.
+// Set takes NAME[@BINARY][:KEY=VALUE,KEY=VALUE].
 func (v *variantFlag) Set(s string) error {
 	name, env, _ := strings.Cut(s, ":")
+	var vr variant
+	name, vr.bin, _ = strings.Cut(name, "@")
 	if name == "" {
 		return fmt.Errorf("variant %q: no name", s)
 	}
-	var vr variant
 	vr.name = name
 	if env != "" {
 		for kv := range strings.SplitSeq(env, ",") {
@@ -53,9 +55,24 @@ type abResult struct {
 
 // abRun measures the variants n rounds each and prints the comparison.
 func (b *bench) abRun(ctx context.Context, bin string, vs []variant, n int, o idleOptions) error {
-	kb, err := install(bin, filepath.Join(b.tmp, "emptydir-start"))
-	if err != nil {
-		return err
+	// Each variant's binary, installed as the start and the API setups have it.
+	startBin, apiBin := make([]string, len(vs)), make([]string, len(vs))
+	for j, v := range vs {
+		vb := bin
+		if v.bin != "" {
+			var err error
+			if vb, err = filepath.Abs(v.bin); err != nil {
+				return err
+			}
+		}
+		var err error
+		if startBin[j], err = install(vb, filepath.Join(b.tmp, fmt.Sprintf("emptydir-start-%d", j))); err != nil {
+			return err
+		}
+		if apiBin[j], err = install(vb, filepath.Join(b.tmp, fmt.Sprintf("emptydir-api-%d", j))); err != nil {
+			return err
+		}
+		vs[j].bin = vb
 	}
 	res := make([]abResult, len(vs))
 	var spawn []time.Duration
@@ -65,11 +82,12 @@ func (b *bench) abRun(ctx context.Context, bin string, vs []variant, n int, o id
 		for k := range vs {
 			j := (i + k) % len(vs)
 			b.extraEnv = vs[j].env
-			s, err := b.startRun(ctx, fmt.Sprintf("ab-start-%d-%d", i, j), kb)
+			s, err := b.startRun(ctx, fmt.Sprintf("ab-start-%d-%d", i, j), startBin[j])
 			if err != nil {
 				return fmt.Errorf("%s: start reaction %d: %w", vs[j].name, i, err)
 			}
 			res[j].start = append(res[j].start, s)
+			b.apiBin = apiBin[j]
 			a, err := b.apiRun(ctx, i*len(vs)+j)
 			if err != nil {
 				return fmt.Errorf("%s: stop reaction %d: %w", vs[j].name, i, err)
@@ -117,7 +135,7 @@ func (b *bench) abRun(ctx context.Context, bin string, vs []variant, n int, o id
 	fmt.Printf("\n| variant, %s after sync | working set, waiting (median) | VmRSS waiting / running (median) | RssAnon / RssFile waiting |\n|---|---|---|---|\n", o.rssAfter)
 	for _, v := range vs {
 		b.extraEnv = v.env
-		m, err := b.idleRun(ctx, bin, o)
+		m, err := b.idleRun(ctx, v.bin, o)
 		if err != nil {
 			return fmt.Errorf("%s: idle wrappers: %w", v.name, err)
 		}
