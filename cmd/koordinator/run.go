@@ -132,17 +132,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	cfg.Log = log
-	quiet, err := newLogger(getenv, io.Discard)
-	if err != nil {
-		return fail(log, stderr, err.Error())
-	}
-	if sp.Name != "" {
-		quiet = quiet.With(zap.String("container", sp.Name))
-	}
-	if cfg.PodName != "" {
-		quiet = quiet.With(zap.String("pod", cfg.PodName), zap.String("namespace", cfg.Namespace))
-	}
-	s := &settler{log: log, quiet: quiet, spec: sp, command: command, started: started}
+	s := &settler{log: log, getenv: getenv, spec: sp, command: command, started: started, pod: cfg.PodName, namespace: cfg.Namespace}
 	cfg.Settled = s.settled
 	return lifecycle.Run(context.Background(), cfg)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"runtime/debug"
 	"time"
 
@@ -26,11 +27,14 @@ import (
 // connection, forking the child, writing a file, signalling — still faults in its pages when
 // the reaction comes.
 type settler struct {
-	log     *zap.Logger // koordinator's own: the outcome, at debug
-	quiet   *zap.Logger // the same encoder and fields, writing nowhere: the rehearsal's log lines
-	spec    spec.Spec
-	command []string
-	started time.Time
+	log            *zap.Logger // koordinator's own: the outcome, at debug
+	getenv         func(string) string
+	spec           spec.Spec
+	command        []string
+	started        time.Time
+	pod, namespace string // "" without the API
+
+	quiet *zap.Logger // the same encoder and fields as log, writing nowhere: the rehearsal's log lines
 }
 
 // settled is lifecycle.Config.Settled: pod is the last state of the pod (nil without one),
@@ -49,6 +53,17 @@ func (s *settler) settled(pod *corev1.Pod, running bool) {
 	if running && len(s.spec.StopDeps) > 0 {
 		exitedFile, _ = podlocal.Marshal(podlocal.State{Container: rehearsalName, Instance: rehearsalName,
 			Pid: 1, StartedAt: s.started, Exited: true, ExitedAt: time.Now()})
+	}
+	// Made here, not at start-up, which needs it not.
+	s.quiet = zap.NewNop()
+	if q, err := newLogger(s.getenv, io.Discard); err == nil {
+		if s.spec.Name != "" {
+			q = q.With(zap.String("container", s.spec.Name))
+		}
+		if s.pod != "" {
+			q = q.With(zap.String("pod", s.pod), zap.String("namespace", s.namespace))
+		}
+		s.quiet = q
 	}
 	debug.FreeOSMemory()
 	n, err := footprint.Release()
