@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/koordinator-dev/koordinator/internal/footprint"
 	"github.com/koordinator-dev/koordinator/internal/lifecycle"
 	"github.com/koordinator-dev/koordinator/internal/spec"
 	"github.com/koordinator-dev/koordinator/internal/supervise"
@@ -134,15 +132,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	cfg.Log = log
-	cfg.Settled = func() {
-		debug.FreeOSMemory()
-		n, err := footprint.Release()
-		if err != nil {
-			log.Debug("cannot release start-up memory", zap.Error(err))
-			return
-		}
-		log.Debug("released start-up memory", zap.Int("unmappedBytes", n))
-	}
+	s := &settler{log: log, getenv: getenv, spec: sp, command: command, started: started, pod: cfg.PodName, namespace: cfg.Namespace}
+	cfg.Settled = s.settled
 	return lifecycle.Run(context.Background(), cfg)
 }
 

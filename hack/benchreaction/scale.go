@@ -40,10 +40,10 @@ type scaleResult struct {
 	spawn []time.Duration
 }
 
-// rss is one process's resident set from /proc/PID/status, in kB.
-type rss struct{ vm, anon, file int64 }
+// rss is one process's resident set from /proc/PID/status, in kB, and its page tables (VmPTE).
+type rss struct{ vm, anon, file, pte int64 }
 
-// readRSS reads VmRSS, RssAnon and RssFile of pid.
+// readRSS reads VmRSS, RssAnon, RssFile and VmPTE of pid.
 func readRSS(pid int) (rss, error) {
 	var r rss
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -64,6 +64,8 @@ func readRSS(pid int) (rss, error) {
 			p = &r.anon
 		case "RssFile":
 			p = &r.file
+		case "VmPTE":
+			p = &r.pte
 		default:
 			continue
 		}
@@ -72,8 +74,8 @@ func readRSS(pid int) (rss, error) {
 		}
 		found++
 	}
-	if found != 3 {
-		return r, fmt.Errorf("/proc/%d/status: no VmRSS, RssAnon and RssFile", pid)
+	if found != 4 {
+		return r, fmt.Errorf("/proc/%d/status: no VmRSS, RssAnon, RssFile and VmPTE", pid)
 	}
 	return r, nil
 }

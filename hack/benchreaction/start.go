@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +35,7 @@ type startSample struct {
 	decided  time.Duration // → the wrapper logs "dependency ready"
 	started  time.Duration // → the wrapper logs "child started"
 	scrape   time.Duration // the last /metrics read before the write, which found the wrapper's watch
+	faults   int64         // minor page faults of the wrapper and its child from just before the write to their exit
 }
 
 // scrapeQuiet is the idle time between the /metrics read that found the wrapper's watch and the
@@ -107,6 +110,7 @@ func (b *bench) startRun(ctx context.Context, name, kb string) (startSample, err
 		return s, fmt.Errorf("the wrapper did not wait for main; its log:\n%s", out)
 	}
 
+	faultsBefore := minorFaults(p.cmd.Process.Pid)
 	_, written, err := b.writeMain(ctx, pod, nowReady)
 	if err != nil {
 		return s, err
@@ -126,6 +130,9 @@ func (b *bench) startRun(ctx context.Context, name, kb string) (startSample, err
 	decided, started := at[0], at[1]
 	if decided < written {
 		return s, fmt.Errorf("the wrapper saw main Ready before the write (its first sync came late); its log:\n%s", out)
+	}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && faultsBefore >= 0 {
+		s.faults = ru.Minflt - faultsBefore
 	}
 	s.reaction = time.Duration(childAt - written)
 	s.floor = time.Duration(eventAt - written)
@@ -252,13 +259,14 @@ func (b *bench) startRuns(ctx context.Context, n int, prefix, kb string) (runs [
 	return runs, spawn, nil
 }
 
-// startTargets is the issue's targets for the start reaction, as a markdown line.
-func startTargets(runs []startSample) string {
+// startTargets is the issues' targets for the start reaction, as a markdown line; own is
+// koordinator's own share at p50.
+func startTargets(runs []startSample, own time.Duration) string {
 	r, f := startDurations(runs, func(s startSample) time.Duration { return s.reaction }), startDurations(runs, func(s startSample) time.Duration { return s.floor })
 	r50, f50, r99, f99 := pct(r, 0.5), pct(f, 0.5), pct(r, 0.99), pct(f, 0.99)
-	return fmt.Sprintf("Targets: start reaction ≤ floor + 1 ms at p50 (issue 8): %s (%s; limit %s). "+
+	return fmt.Sprintf("Targets: the start reaction's own share ≤ 1 ms at p50 (issue 18): %s (%s). Start reaction ≤ floor + 1 ms at p50 (issue 8): %s (%s; limit %s). "+
 		"Start reaction ≤ floor p99 + 3 ms at p99 (issue 8): %s (%s; limit %s).\n",
-		verdict(r50 <= f50+time.Millisecond), ms(r50), ms(f50+time.Millisecond),
+		verdict(own <= time.Millisecond), ms(own), verdict(r50 <= f50+time.Millisecond), ms(r50), ms(f50+time.Millisecond),
 		verdict(r99 <= f99+3*time.Millisecond), ms(r99), ms(f99+3*time.Millisecond))
 }
 
@@ -289,8 +297,9 @@ func makeStartTable(runs []startSample, spawn []time.Duration) string {
 		ms(pct(spawn, 0.5)), ms(pct(spawn, 0.99)), len(spawn))
 	r50 := pct(startDurations(runs, func(s startSample) time.Duration { return s.reaction }), 0.5)
 	f50 := pct(startDurations(runs, func(s startSample) time.Duration { return s.floor }), 0.5)
-	fmt.Fprintf(&sb, "| start reaction − floor − instrument (p50 − p50 − p50): koordinator's own share | %s | | |\n", ms(r50-f50-pct(spawn, 0.5)))
-	sb.WriteString("\n" + startTargets(runs) + "\n")
+	own := r50 - f50 - pct(spawn, 0.5)
+	fmt.Fprintf(&sb, "| start reaction − floor − instrument (p50 − p50 − p50): koordinator's own share | %s | | |\n", ms(own))
+	sb.WriteString("\n" + startTargets(runs, own) + "\n")
 
 	p50 := func(f func(startSample) time.Duration) string { return ms(pct(startDurations(runs, f), 0.5)) }
 	sb.WriteString("Where the time goes (p50 of each part, from the wrapper's own log timestamps; medians need not add up):\n\n")
@@ -325,4 +334,22 @@ func (b *bench) startReaction(ctx context.Context, bin string, n int, doc string
 	b.startP99 = pct(startDurations(runs, func(s startSample) time.Duration { return s.reaction }), 0.99)
 	return report(doc, startSection, section, startSectionTemplate, makeStartTable(runs, spawn), machine,
 		map[string]any{"N": n, "Quiet": scrapeQuiet, "CheckAfter": watchCheckAfter, "Steady": steadyAfter})
+}
+
+// minorFaults is the minor page faults of pid so far (/proc/PID/stat), -1 if unknown.
+func minorFaults(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3; minflt is field 10
+	if i < 0 || len(f) < 8 {
+		return -1
+	}
+	n, err := strconv.ParseInt(f[7], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }

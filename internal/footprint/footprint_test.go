@@ -30,6 +30,26 @@ func TestParseMapping(t *testing.T) {
 	}
 }
 
+func TestReleasable(t *testing.T) {
+	const exe = 9986057
+	for _, tc := range []struct {
+		name string
+		m    mapping
+		want bool
+	}{
+		{"text", mapping{0x400000, 0xb17000, false, exe}, true},
+		{"read-only data", mapping{0xb17000, 0x121f000, false, exe}, true},
+		{"data: writable, would lose writes", mapping{0x121f000, 0x1290000, true, exe}, false},
+		{"another file", mapping{0x7f0000000000, 0x7f0000100000, false, 42}, false},
+		{"anonymous", mapping{0x1292000, 0x32d8000, true, 0}, false},
+		{"anonymous read-only", mapping{0x1292000, 0x32d8000, false, 0}, false},
+	} {
+		if got := releasable(tc.m, exe); got != tc.want {
+			t.Errorf("%s: releasable(%+v) = %v, want %v", tc.name, tc.m, got, tc.want)
+		}
+	}
+}
+
 // Release takes the executable's read-only pages out of the resident set (the test goes on
 // running: its code faults back in).
 func TestReleaseShrinksFileBackedRSS(t *testing.T) {

@@ -71,8 +71,10 @@ type Config struct {
 	MountInfo string
 	// Settled, when set, runs once in its own goroutine settleDelay after start-up is over: the
 	// child has started (and the pod was seen, with dependencies), or the first pod state left
-	// the start dependencies pending. From then on koordinator mostly waits.
-	Settled func()
+	// the start dependencies pending. From then on koordinator mostly waits. pod is the pod's
+	// state as last seen then (never mutated; nil without dependencies); running tells whether
+	// the child runs, so whether the next reaction is a stop or the start.
+	Settled func(pod *corev1.Pod, running bool)
 }
 
 // Run coordinates the child until it has exited and returns koordinator's exit code.
@@ -332,7 +334,8 @@ func (l *loop) settle() {
 		return
 	}
 	l.settled = true
-	time.AfterFunc(settleDelay, l.cfg.Settled)
+	pod, running, settled := l.pod, l.child != nil, l.cfg.Settled
+	time.AfterFunc(settleDelay, func() { settled(pod, running) })
 }
 
 // see takes a new state of the pod; the first one validates the dependencies.

@@ -444,7 +444,7 @@ func TestPodNotFound(t *testing.T) {
 func TestSettledRunsOnceAfterStartUp(t *testing.T) {
 	settled := make(chan time.Time, 4)
 	h := start(t, podWith(corev1.RestartPolicyNever, "proxy", "main"), spec.Spec{Name: "main", StartDeps: []string{"proxy"}, StopTimeout: 5 * time.Second}, sidecar,
-		func(c *lifecycle.Config) { c.Settled = func() { settled <- time.Now() } })
+		func(c *lifecycle.Config) { c.Settled = func(*corev1.Pod, bool) { settled <- time.Now() } })
 	h.waitLog("pod state")
 	select {
 	case <-settled:

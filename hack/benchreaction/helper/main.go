@@ -9,6 +9,10 @@
 //	helper start FILE  the cold-start child: records the time as its first instruction, then exits 0
 //	helper hold        the idle child: prints "ready" and waits for SIGTERM (no time limit), then
 //	                   exits 0
+//	helper cgexec DIR PROG [ARG...]
+//	                   joins the cgroup DIR (writes its pid to DIR/cgroup.procs) and execs PROG, so
+//	                   that all of PROG's memory is charged there (cgroup v1 cannot start a
+//	                   process in a cgroup)
 //
 // Each dies with its parent (PR_SET_PDEATHSIG); all but hold give up after a minute, so that
 // nothing is left running if the benchmark dies.
@@ -26,6 +30,9 @@ import (
 
 func main() {
 	began := time.Now().UnixNano()
+	if len(os.Args) >= 4 && os.Args[1] == "cgexec" {
+		cgexec(os.Args[2], os.Args[3:])
+	}
 	if len(os.Args) == 3 && os.Args[1] == "start" {
 		if err := os.WriteFile(os.Args[2], []byte(strconv.FormatInt(began, 10)), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
@@ -77,4 +84,15 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(0)
+}
+
+// cgexec joins the cgroup dir and replaces the helper with argv; it returns only by exiting.
+func cgexec(dir string, argv []string) {
+	if err := os.WriteFile(dir+"/cgroup.procs", []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintln(os.Stderr, "helper:", err)
+	os.Exit(127)
 }
