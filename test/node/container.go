@@ -228,7 +228,7 @@ type instance struct {
 	// nsHold keeps the PID namespace open until Leftovers has looked: a namespace's
 	// identity (its inode number) is reused once it is gone, by any other container's on the
 	// machine (the real test node's, run beside this one, makes many).
-	nsHold *os.File
+	nsHold    *os.File
 	startedAt time.Time
 	logPath   string
 	env       []string // for exec probes
