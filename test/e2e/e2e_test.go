@@ -11,7 +11,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/koordinator-dev/koordinator/test/kubelet"
 	"github.com/koordinator-dev/koordinator/test/node"
+	"github.com/koordinator-dev/koordinator/test/proctest"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
@@ -237,12 +237,8 @@ func runPass(m *testing.M, logf func(string, ...any)) int {
 }
 
 func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
+	st, ok := proctest.Read(pid)
+	return !ok || st.Exited()
 }
 
 // newNamespace makes a fresh namespace for one scenario, deleted at its end.

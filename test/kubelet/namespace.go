@@ -7,12 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/koordinator-dev/koordinator/test/proctest"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
@@ -75,7 +75,7 @@ func RunInside(stdout, stderr io.Writer, logf func(string, ...any)) (int, error)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting the node's namespaces: %w", err)
 	}
-	pidNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", cmd.Process.Pid))
+	pidNS := proctest.PIDNamespace(cmd.Process.Pid)
 	runErr := cmd.Wait()
 	code := 0
 	if runErr != nil {
@@ -170,18 +170,10 @@ func enterPrivateWorld(dir string) error {
 
 // processesIn lists the processes whose PID namespace is pidNS (a /proc/PID/ns/pid link).
 func processesIn(pidNS string) []int {
-	if pidNS == "" {
-		return nil
-	}
-	entries, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "pid")); err == nil && ns == pidNS {
-			out = append(out, pid)
+	for _, st := range proctest.All() {
+		if pidNS != "" && st.PIDNamespace() == pidNS {
+			out = append(out, st.Pid)
 		}
 	}
 	return out

@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/koordinator-dev/koordinator/test/proctest"
 	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
@@ -391,23 +392,11 @@ func (n *Node) Leftovers() []int {
 			f.Close()
 		}
 	}()
-	entries, _ := os.ReadDir("/proc")
 	var pids []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid <= 0 {
-			continue
+	for _, st := range proctest.All() {
+		if !st.Exited() && nss[st.PIDNamespace()] {
+			pids = append(pids, st.Pid)
 		}
-		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-		if err != nil || !nss[ns] {
-			continue
-		}
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if i := strings.LastIndexByte(string(st), ')'); i >= 0 && i+2 < len(st) && (st[i+2] == 'Z' || st[i+2] == 'X') {
-				continue
-			}
-		}
-		pids = append(pids, pid)
 	}
 	sort.Ints(pids)
 	return pids

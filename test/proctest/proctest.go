@@ -1,5 +1,6 @@
 // Package proctest reads processes from /proc for tests of process supervision: who is whose
-// parent, which group and session, whose terminal job, zombies. Test code only.
+// parent, which group and session, whose terminal job, zombies, which PID namespace. Test code
+// only.
 package proctest
 
 import (
@@ -52,4 +53,22 @@ func All() []Stat {
 		}
 	}
 	return ps
+}
+
+// Exited reports whether the process has ended and only awaits its reaper (zombie or dead).
+func (s Stat) Exited() bool { return s.State == 'Z' || s.State == 'X' }
+
+// PIDNamespace names the process's PID namespace as /proc/<pid>/ns/pid links to it
+// ("pid:[4026531836]"); "" when the process is gone.
+func (s Stat) PIDNamespace() string { return PIDNamespace(s.Pid) }
+
+// PIDNamespace names the PID namespace of pid, or of the calling process when pid is 0; "" when
+// there is no such process.
+func PIDNamespace(pid int) string {
+	p := "self"
+	if pid != 0 {
+		p = strconv.Itoa(pid)
+	}
+	ns, _ := os.Readlink("/proc/" + p + "/ns/pid")
+	return ns
 }

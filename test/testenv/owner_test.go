@@ -4,12 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/koordinator-dev/koordinator/test/proctest"
 )
 
 // TestOwnerAlive: a run folder's owner is judged in its own PID namespace — the real test node
 // starts control planes inside one, whose pids mean nothing outside it.
 func TestOwnerAlive(t *testing.T) {
-	self := pidNamespace("self")
+	self := proctest.PIDNamespace(0)
 	if self == "" {
 		t.Skip("no /proc/self/ns/pid here")
 	}

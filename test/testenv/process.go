@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/koordinator-dev/koordinator/test/proctest"
 )
 
 // stopGrace is how long a component gets between SIGTERM and SIGKILL.
@@ -190,15 +192,11 @@ func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
+	if st, ok := proctest.Read(pid); ok {
+		return !st.Exited()
 	}
-	// Field 3 (after the parenthesised command name) is the state.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z' && stat[i+2] != 'X'
-	}
-	return true
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid)) // unreadable, not gone
+	return err == nil
 }
 
 // Daemon is a long-running component of another test environment built on

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/koordinator-dev/koordinator/test/proctest"
 )
 
 // Pinned versions; keep in sync with test/testenv/tools/go.mod and
@@ -248,7 +250,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"+pidNamespace("self")+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"+proctest.PIDNamespace(0)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	cp := &ControlPlane{opts: opts, bins: bins, dir: dir, procs: map[string]*process{}}
@@ -392,13 +394,6 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 // outside them, and the other way round.
 const ownerFile = "owner.pid"
 
-// pidNamespace names the PID namespace of a process ("self" or a pid), as
-// /proc/<pid>/ns/pid links to it; "" when unknown.
-func pidNamespace(pid string) string {
-	ns, _ := os.Readlink(filepath.Join("/proc", pid, "ns", "pid"))
-	return ns
-}
-
 // ownerAlive reports whether the owner a run folder names may still run. In
 // this process's PID namespace (or when the file names none) the pid says.
 // In another one it is alive while any process seen here is in that
@@ -406,12 +401,11 @@ func pidNamespace(pid string) string {
 // sees every namespace (it is in the host's), and may be an ancestor's,
 // alive, when it does not.
 func ownerAlive(pid int, ns string) bool {
-	if ns == "" || ns == pidNamespace("self") {
+	if ns == "" || ns == proctest.PIDNamespace(0) {
 		return processAlive(pid)
 	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err == nil && pidNamespace(e.Name()) == ns {
+	for _, st := range proctest.All() {
+		if st.PIDNamespace() == ns {
 			return true
 		}
 	}
