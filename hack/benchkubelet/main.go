@@ -214,28 +214,43 @@ type variantResult struct {
 func (v *variantResult) add(r jobResult)              { v.jobs = append(v.jobs, r) }
 func (v *variantResult) addDeletion(d deletionResult) { v.deletions = append(v.deletions, d) }
 
-// jobRun creates the example Job of variant v in a fresh namespace, waits for it to complete and
-// reads its figures.
+// startedJob is a Job of one variant, created in a namespace of its own, and its pod.
+type startedJob struct {
+	ns, name, pod string
+	created       time.Time // just before the Job was created
+}
+
+// startJob creates the Job of variant v whose main works `work` seconds, in a fresh namespace
+// (deleted by the returned cleanup), and waits for its pod.
+func (b *bench) startJob(v, what string, work int) (startedJob, func(), error) {
+	ns, err := b.namespace(v, what)
+	if err != nil {
+		return startedJob{}, func() {}, err
+	}
+	cleanup := func() {
+		_ = b.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	}
+	job, err := b.job(v, work)
+	if err != nil {
+		return startedJob{}, cleanup, err
+	}
+	j := startedJob{ns: ns, name: job.Name, created: time.Now()}
+	if _, err := b.client.BatchV1().Jobs(ns).Create(context.Background(), job, metav1.CreateOptions{}); err != nil {
+		return j, cleanup, err
+	}
+	j.pod, err = b.waitPod(ns, job.Name)
+	return j, cleanup, err
+}
+
+// jobRun runs the example Job of variant v to completion and reads its figures.
 func (b *bench) jobRun(v, round string) (jobResult, error) {
-	ctx := context.Background()
-	ns, err := b.namespace(v, "job-"+round)
+	j, cleanup, err := b.startJob(v, "job-"+round, 3)
+	defer cleanup()
 	if err != nil {
 		return jobResult{}, err
 	}
-	defer b.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	job, err := b.job(v, 3)
-	if err != nil {
-		return jobResult{}, err
-	}
-	created := time.Now()
-	if _, err := b.client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
-		return jobResult{}, err
-	}
+	ns, pod, created := j.ns, j.pod, j.created
 	var r jobResult
-	pod, err := b.waitPod(ns, job.Name)
-	if err != nil {
-		return r, err
-	}
 	running, err := b.waitLine(ns, pod, "main", "main: working")
 	if err != nil {
 		return r, err
@@ -253,7 +268,7 @@ func (b *bench) jobRun(v, round string) (jobResult, error) {
 	if r.workingSet, err = b.workingSet(ns, pod, "proxy"); err != nil {
 		return r, err
 	}
-	complete, err := b.waitComplete(ns, job.Name)
+	complete, err := b.waitComplete(ns, j.name)
 	if err != nil {
 		return r, err
 	}
@@ -269,22 +284,12 @@ func (b *bench) jobRun(v, round string) (jobResult, error) {
 // and times the pod's end.
 func (b *bench) deletionRun(v, round string) (deletionResult, error) {
 	ctx := context.Background()
-	ns, err := b.namespace(v, "delete-"+round)
+	j, cleanup, err := b.startJob(v, "delete-"+round, 60)
+	defer cleanup()
 	if err != nil {
 		return deletionResult{}, err
 	}
-	defer b.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	job, err := b.job(v, 60)
-	if err != nil {
-		return deletionResult{}, err
-	}
-	if _, err := b.client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
-		return deletionResult{}, err
-	}
-	pod, err := b.waitPod(ns, job.Name)
-	if err != nil {
-		return deletionResult{}, err
-	}
+	ns, pod := j.ns, j.pod
 	if _, err := b.waitLine(ns, pod, "main", "main: working"); err != nil {
 		return deletionResult{}, err
 	}
