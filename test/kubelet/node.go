@@ -378,12 +378,7 @@ func restartOf(path string) int {
 
 // Logs is LogLines as text, a line each.
 func (n *Node) Logs(namespace, pod, container string) string {
-	var b strings.Builder
-	for _, l := range n.LogLines(namespace, pod, container) {
-		b.WriteString(l.Text)
-		b.WriteByte('\n')
-	}
-	return b.String()
+	return node.Text(n.LogLines(namespace, pod, container))
 }
 
 // waitNodeReady polls the Node until the kubelet reports it Ready.

@@ -338,8 +338,13 @@ func (n *Node) addLog(namespace, pod, container, path string) {
 // Logs returns the stdout and stderr of every instance of a container, in
 // order, like kubectl logs --previous followed by kubectl logs.
 func (n *Node) Logs(namespace, pod, container string) string {
+	return Text(n.LogLines(namespace, pod, container))
+}
+
+// Text is lines as a container wrote them, a line each.
+func Text(lines []LogLine) string {
 	var b strings.Builder
-	for _, l := range n.LogLines(namespace, pod, container) {
+	for _, l := range lines {
 		b.WriteString(l.Text)
 		b.WriteByte('\n')
 	}
