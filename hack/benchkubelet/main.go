@@ -40,7 +40,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -378,46 +377,7 @@ func (b *bench) job(v string, work int) (*batchv1.Job, error) {
 }
 
 func (b *bench) applyRBAC(ns string) error {
-	raw, err := os.ReadFile(filepath.Join(b.root, "deploy", "rbac.yaml"))
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return err
-		}
-		switch meta.Kind {
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			if err := yaml.Unmarshal(doc, &o); err != nil {
-				return err
-			}
-			_, err = b.client.CoreV1().ServiceAccounts(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "Role":
-			var o rbacv1.Role
-			if err := yaml.Unmarshal(doc, &o); err != nil {
-				return err
-			}
-			_, err = b.client.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			if err := yaml.Unmarshal(doc, &o); err != nil {
-				return err
-			}
-			for i := range o.Subjects {
-				if o.Subjects[i].Namespace == "" {
-					o.Subjects[i].Namespace = ns
-				}
-			}
-			_, err = b.client.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("deploy/rbac.yaml: %s: %w", meta.Kind, err)
-		}
-	}
-	return nil
+	return testenv.Apply(context.Background(), b.client, ns, filepath.Join(b.root, "deploy", "rbac.yaml"))
 }
 
 func (b *bench) waitPod(ns, job string) (string, error) {

@@ -25,12 +25,9 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/koordinator-dev/koordinator/test/kubelet"
 	"github.com/koordinator-dev/koordinator/test/node"
@@ -258,74 +255,12 @@ func newNamespace(t *testing.T, prefix string) string {
 }
 
 // applyFile creates every object of a manifest from deploy/ as it is, in
-// namespace ns (the kinds the manifests use).
+// namespace ns (testenv.Apply).
 func applyFile(t *testing.T, ns, rel string) {
 	t.Helper()
-	ctx := context.Background()
-	b, err := os.ReadFile(filepath.Join(repoRoot, rel))
-	if err != nil {
+	if err := testenv.Apply(context.Background(), client, ns, filepath.Join(repoRoot, rel)); err != nil {
 		t.Fatal(err)
 	}
-	for _, doc := range splitYAML(b) {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatalf("%s: %v", rel, err)
-		}
-		if meta.Kind == "" {
-			continue
-		}
-		decode := func(into any) {
-			if err := yaml.UnmarshalStrict(doc, into); err != nil {
-				t.Fatalf("%s: %s: %v", rel, meta.Kind, err)
-			}
-		}
-		switch meta.Kind {
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			decode(&o)
-			_, err = client.CoreV1().ServiceAccounts(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "Role":
-			var o rbacv1.Role
-			decode(&o)
-			_, err = client.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			decode(&o)
-			for i := range o.Subjects {
-				if o.Subjects[i].Kind == rbacv1.ServiceAccountKind && o.Subjects[i].Namespace == "" {
-					o.Subjects[i].Namespace = ns // what kubectl apply -n does for the manifest
-				}
-			}
-			_, err = client.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "Job":
-			var o batchv1.Job
-			decode(&o)
-			_, err = client.BatchV1().Jobs(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "CronJob":
-			var o batchv1.CronJob
-			decode(&o)
-			_, err = client.BatchV1().CronJobs(ns).Create(ctx, &o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("%s: kind %s not handled by applyFile", rel, meta.Kind)
-		}
-		if err != nil {
-			t.Fatalf("%s: create %s: %v", rel, meta.Kind, err)
-		}
-	}
-}
-
-func splitYAML(b []byte) [][]byte {
-	var docs [][]byte
-	var cur []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.TrimRight(line, " \t") == "---" {
-			docs = append(docs, []byte(strings.Join(cur, "\n")))
-			cur = nil
-			continue
-		}
-		cur = append(cur, line)
-	}
-	return append(docs, []byte(strings.Join(cur, "\n")))
 }
 
 // waitFor polls cond every 200 ms until it holds, fails, or timeout passes.

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/koordinator-dev/koordinator/test/testenv"
 )
 
 // TestStartDepsChain: c waits for b, b for a (startDeps), each Ready through an exec probe once
@@ -485,7 +487,7 @@ func TestRBACMissing(t *testing.T) {
 	rec := record(t, ns, "no-rbac")
 	dumpOnFailure(t, ns, rec)
 	var docs []string
-	for _, doc := range splitYAML(mustRead(t, "deploy/rbac.yaml")) {
+	for _, doc := range testenv.SplitYAML(mustRead(t, "deploy/rbac.yaml")) {
 		if !strings.Contains(string(doc), "kind: RoleBinding") {
 			docs = append(docs, string(doc))
 		}
